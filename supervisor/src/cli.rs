@@ -1,0 +1,54 @@
+//! The command line: `serve [OPTIONS] CONFIG_URI [VAR=VALUE ...]` and `serve check`.
+
+use clap::{Args, Parser, Subcommand};
+
+/// Serve the web application that a PasteDeploy deployment file (deploy.ini) describes.
+///
+/// CONFIG_URI is a path to an INI file (`deploy.ini`), optionally with `#NAME` to pick the app
+/// section (default `main`) and `?KEY=VALUE&...` options for global_conf; `config:PATH` and
+/// `egg:DIST#NAME` also work. VAR=VALUE arguments enter every factory's global_conf and fill
+/// `%(VAR)s` where the file's [DEFAULT] does not define VAR, exactly as with `pserve`.
+#[derive(Debug, Parser)]
+#[command(name = "serve", version, args_conflicts_with_subcommands = true)]
+#[command(after_help = "Examples:\n  serve configs/tutorial.ini\n  serve check configs/production.ini\n  serve check --json deploy.ini#api http_port=8080")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a deployment file without serving it (like `nginx -t`): print the pipeline it
+    /// describes, or the error with its file and line. Exit status 0 if valid, 1 if not.
+    Check(Check),
+}
+
+/// Which config, which app, which server, and the variables.
+#[derive(Debug, Args)]
+pub struct Target {
+    /// The app to load (default: the CONFIG_URI's #fragment, else `main`).
+    #[arg(short = 'n', long = "app-name", value_name = "NAME")]
+    pub app_name: Option<String>,
+    /// The [server:NAME] section to use (default `main`; none at all is fine).
+    #[arg(long = "server-name", value_name = "NAME")]
+    pub server_name: Option<String>,
+    /// The deployment file: PATH[#APP][?KEY=VALUE...], config:PATH or egg:DIST#NAME.
+    #[arg(value_name = "CONFIG_URI")]
+    pub config_uri: Option<String>,
+    /// Variables for global_conf and %(VAR)s interpolation.
+    #[arg(value_name = "VAR=VALUE")]
+    pub vars: Vec<String>,
+}
+
+/// `serve check`.
+#[derive(Debug, Args)]
+pub struct Check {
+    /// Print the resolved plan as one JSON object: {"app": NODE, "server": NODE or null}.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub target: Target,
+}
