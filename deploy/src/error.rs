@@ -99,7 +99,7 @@ pub enum LoadErrorKind {
         file: PathBuf,
     },
     /// Sections of two different kinds have the name.
-    #[error("Ambiguous section names {sections:?} for section '{name}' (prefixed by {}) found in config {}", quoted_or(prefixes), file.display())]
+    #[error("Ambiguous section names [{}] for section '{name}' (prefixed by {}) found in config {}", sections.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", "), quoted_or(prefixes), file.display())]
     AmbiguousSection {
         sections: Vec<String>,
         name: String,

@@ -69,6 +69,11 @@ impl ConfigFile {
         }
     }
 
+    /// The header line of a section of this file.
+    pub fn header(&self, section: &str) -> Location {
+        Location::new(&self.path, self.ini.sections[section].line)
+    }
+
     /// The directory `config:` URIs in this file are relative to.
     pub fn dir(&self) -> PathBuf {
         dirname(&self.path)

@@ -154,13 +154,16 @@ impl Loader<'_> {
             1 => found.remove(0),
             0 => {
                 let protocols = object_type.all_protocols();
+                let mut available: Vec<String> = Vec::new();
+                for name in protocols.iter().flat_map(|p| source.entry_point_names(&dist, *p)) {
+                    if !available.contains(&name) {
+                        available.push(name);
+                    }
+                }
                 return Err(LoadErrorKind::EntryPointNotFound {
                     name: name.to_owned(),
                     dist: spec.to_owned(),
-                    available: protocols
-                        .iter()
-                        .flat_map(|p| source.entry_point_names(&dist, *p))
-                        .collect(),
+                    available,
                     protocols: protocols.iter().map(|p| p.group()).collect(),
                 }
                 .into());
@@ -206,7 +209,7 @@ impl Loader<'_> {
         let frame = Frame {
             file: file.abs.clone(),
             section: section.clone(),
-            at: Location::new(&file.path, file.ini.sections[&section].line),
+            at: file.header(&section),
         };
         self.enter(frame.clone())?;
         let result = self.section_context(file, object_type, &section, caller);
@@ -331,11 +334,11 @@ impl Loader<'_> {
     ) -> Result<Ctx, LoadError> {
         let next = local.borrow_mut().shift_remove("next");
         let Some(next) = next else {
-            return Err(LoadErrorKind::FilterAppNoNext {
+            return Err(LoadError::from(LoadErrorKind::FilterAppNoNext {
                 section: section.to_owned(),
                 file: file.path.to_path_buf(),
-            }
-            .into());
+            })
+            .or_at(Some(&file.header(section))));
         };
         let next_ctx = self.get_context(
             file,
@@ -374,11 +377,11 @@ impl Loader<'_> {
     ) -> Result<Ctx, LoadError> {
         let pipeline = local.borrow_mut().shift_remove("pipeline");
         let Some(pipeline) = pipeline else {
-            return Err(LoadErrorKind::PipelineMissing {
+            return Err(LoadError::from(LoadErrorKind::PipelineMissing {
                 section: section.to_owned(),
                 file: file.path.to_path_buf(),
-            }
-            .into());
+            })
+            .or_at(Some(&file.header(section))));
         };
         if !local.borrow().is_empty() {
             let first = local.borrow().values().find_map(|s| s.at.clone());
@@ -505,12 +508,11 @@ impl Loader<'_> {
             .or_at(found[1].1.at.as_ref()));
         }
         let Some((protocol, setting)) = found.pop() else {
-            let at = Location::new(&file.path, file.ini.sections[section].line);
             return Err(LoadError::from(LoadErrorKind::NoLoader {
                 section: section.to_owned(),
                 expected: object_type.protocols()[0][0].group(),
             })
-            .or_at(Some(&at)));
+            .or_at(Some(&file.header(section))));
         };
         local.borrow_mut().shift_remove(protocol.group());
         let mut target = Target::Call(setting.value.clone());

@@ -308,8 +308,14 @@ def main(argv=None):
         '--global', action='append', default=[], dest='globals_',
         metavar='KEY=VALUE', help='caller global_conf entry (repeatable)',
     )
-    parser.add_argument('uri')
+    parser.add_argument(
+        '--cases', default=None,
+        help='batch mode: a CASES.json list; prints one JSON line per case, in order',
+    )
+    parser.add_argument('uri', nargs='?')
     args = parser.parse_args(argv)
+    if (args.cases is None) == (args.uri is None):
+        parser.error('give either a URI or --cases')
 
     global_conf = {}
     for item in args.globals_:
@@ -320,6 +326,20 @@ def main(argv=None):
 
     with open(args.eggs, encoding='utf-8') as f:
         register_fake_eggs(json.load(f))
+
+    if args.cases is not None:
+        with open(args.cases, encoding='utf-8') as f:
+            cases = json.load(f)
+        for case in cases:
+            try:
+                result = plan(
+                    'config:' + case['file'], case.get('name'), case.get('server_name'),
+                    args.relative_to, case.get('global') or None,
+                )
+            except Exception as exc:
+                result = {'error': error_json(exc)}
+            sys.stdout.write(json.dumps(result, sort_keys=True, ensure_ascii=True) + '\n')
+        return 0
 
     try:
         result = plan(
