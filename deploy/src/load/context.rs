@@ -212,11 +212,9 @@ impl Loader<'_> {
             at: file.header(&section),
         };
         self.enter(frame.clone())?;
-        let result = self.section_context(file, object_type, &section, caller);
+        let result = self.section_context(file, object_type, &section, caller, frame);
         self.leave();
-        let mut ctx = result?;
-        ctx.frames.push(frame);
-        Ok(ctx)
+        result
     }
 
     /// The body of `get_context` once the section is found (spec §2.7).
@@ -226,6 +224,7 @@ impl Loader<'_> {
         object_type: ObjectType,
         section_name: &str,
         caller: Option<Global>,
+        frame: Frame,
     ) -> Result<Ctx, LoadError> {
         let section = &file.ini.sections[section_name];
         let defaults = file.interpolated_defaults()?;
@@ -282,7 +281,7 @@ impl Loader<'_> {
         }
         let global = shared(global);
         let local = shared(local);
-        let ctx = match section_kind(section_name) {
+        let mut ctx = match section_kind(section_name) {
             "filter-app" => {
                 self.filter_app_context(file, section_name, &global, &local, &additions)?
             }
@@ -297,6 +296,7 @@ impl Loader<'_> {
             )?,
             _ => self.explicit_context(file, object_type, section_name, &global, &local)?,
         };
+        ctx.frames.push(frame.clone());
         let Some(filter_with) = filter_with else {
             return Ok(ctx);
         };
@@ -319,7 +319,7 @@ impl Loader<'_> {
             global,
             local,
             scope: Scope::Config(Rc::clone(file)),
-            frames: Vec::new(),
+            frames: vec![frame],
         })
     }
 

@@ -103,3 +103,46 @@ macro_rules! conf {
         c
     }};
 }
+
+/// PasteDeploy's `tests/` layout: `T/sample_configs/*.ini`, copied from the corpus (which
+/// holds them verbatim). Returns the temporary `T`.
+pub fn pastedeploy_tests_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let samples = dir.path().join("sample_configs");
+    std::fs::create_dir_all(&samples).unwrap();
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+    for entry in std::fs::read_dir(corpus).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if let Some(original) = name.strip_prefix("pastedeploy--") {
+            std::fs::copy(&path, samples.join(original)).unwrap();
+        }
+    }
+    dir
+}
+
+/// The `DIST#NAME` of a node.
+pub fn egg(node: &deploy::Node) -> String {
+    node.factory().egg.to_string()
+}
+
+/// The app a filter node wraps.
+pub fn inner(node: &deploy::Node) -> &deploy::Node {
+    match node {
+        deploy::Node::Filter { app, .. } => app,
+        other => panic!("not a filter: {other:?}"),
+    }
+}
+
+/// The apps of a composite node.
+pub fn apps(node: &deploy::Node) -> &indexmap::IndexMap<String, deploy::Node> {
+    match node {
+        deploy::Node::Composite { apps, .. } => apps,
+        other => panic!("not a composite: {other:?}"),
+    }
+}
+
+/// A path as the string PasteDeploy puts in global_conf.
+pub fn s(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
