@@ -107,7 +107,7 @@ pub enum LoadErrorKind {
         file: PathBuf,
     },
     /// A section names two factories of different kinds.
-    #[error("Multiple protocols given in section '{section}': {}", found.iter().map(|(p, v)| format!("('{p}', '{v}')")).collect::<Vec<_>>().join(", "))]
+    #[error("Multiple protocols given in section '{section}': [{}]", found.iter().map(|(p, v)| format!("('{p}', '{v}')")).collect::<Vec<_>>().join(", "))]
     MultipleProtocols {
         section: String,
         found: Vec<(String, String)>,

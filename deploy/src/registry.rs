@@ -154,7 +154,10 @@ impl ObjectType {
 
     /// Every protocol of the type, flattened.
     pub fn all_protocols(self) -> Vec<Protocol> {
-        self.protocols().iter().flat_map(|g| g.iter().copied()).collect()
+        self.protocols()
+            .iter()
+            .flat_map(|g| g.iter().copied())
+            .collect()
     }
 }
 
@@ -252,8 +255,12 @@ impl EggTable {
         dist: &str,
         name: &str,
     ) -> &mut Self {
-        self.symbols
-            .push((target.to_owned(), protocol, dist.to_owned(), name.to_owned()));
+        self.symbols.push((
+            target.to_owned(),
+            protocol,
+            dist.to_owned(),
+            name.to_owned(),
+        ));
         self
     }
 
@@ -348,7 +355,10 @@ impl Registry {
 
     /// Every known distribution.
     pub fn distributions(&self) -> Vec<String> {
-        self.sources.iter().flat_map(|s| s.distributions()).collect()
+        self.sources
+            .iter()
+            .flat_map(|s| s.distributions())
+            .collect()
     }
 
     /// The first source's factory for `module:attr` called as `protocol`.
@@ -366,9 +376,18 @@ mod tests {
         let mut table = EggTable::new();
         table.register("PasteDeploy", Protocol::FilterAppFactory, "prefix");
         table.register("zope.sqlalchemy", Protocol::AppFactory, "main");
-        assert_eq!(table.distribution("pastedeploy").as_deref(), Some("PasteDeploy"));
-        assert_eq!(table.distribution("PASTEDEPLOY").as_deref(), Some("PasteDeploy"));
-        assert_eq!(table.distribution("zope_sqlalchemy").as_deref(), Some("zope.sqlalchemy"));
+        assert_eq!(
+            table.distribution("pastedeploy").as_deref(),
+            Some("PasteDeploy")
+        );
+        assert_eq!(
+            table.distribution("PASTEDEPLOY").as_deref(),
+            Some("PasteDeploy")
+        );
+        assert_eq!(
+            table.distribution("zope_sqlalchemy").as_deref(),
+            Some("zope.sqlalchemy")
+        );
         assert_eq!(table.distribution("Paste"), None);
     }
 
@@ -376,9 +395,15 @@ mod tests {
     fn entry_names_are_exact() {
         let mut table = EggTable::new();
         table.register("ExpApp", Protocol::AppFactory, "app");
-        assert!(table.entry_point("ExpApp", Protocol::AppFactory, "app").is_some());
-        assert!(table.entry_point("ExpApp", Protocol::AppFactory, "APP").is_none());
-        assert!(table.entry_point("ExpApp", Protocol::FilterFactory, "app").is_none());
+        assert!(table
+            .entry_point("ExpApp", Protocol::AppFactory, "app")
+            .is_some());
+        assert!(table
+            .entry_point("ExpApp", Protocol::AppFactory, "APP")
+            .is_none());
+        assert!(table
+            .entry_point("ExpApp", Protocol::FilterFactory, "app")
+            .is_none());
     }
 
     #[test]
@@ -387,6 +412,8 @@ mod tests {
         table.register("minimal", Protocol::AppFactory, "main");
         table.register_symbol("minimal:main", Protocol::AppFactory, "minimal", "main");
         assert!(table.symbol("minimal:main", Protocol::AppFactory).is_some());
-        assert!(table.symbol("minimal:main", Protocol::FilterFactory).is_none());
+        assert!(table
+            .symbol("minimal:main", Protocol::FilterFactory)
+            .is_none());
     }
 }

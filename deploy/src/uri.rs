@@ -88,16 +88,14 @@ pub fn percent_decode(text: &str, plus: bool) -> String {
     while i < bytes.len() {
         let hex = |b: u8| (b as char).to_digit(16);
         match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push((h * 16 + l) as u8);
-                        i += 3;
-                        continue;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             b'+' if plus => out.push(b' '),
             b => out.push(b),
         }
@@ -132,7 +130,11 @@ pub fn normpath(path: &Path) -> PathBuf {
         }
     }
     let joined = format!("{leading}{}", parts.join("/"));
-    PathBuf::from(if joined.is_empty() { ".".to_owned() } else { joined })
+    PathBuf::from(if joined.is_empty() {
+        ".".to_owned()
+    } else {
+        joined
+    })
 }
 
 /// Python's `os.path.abspath`: joined to the current directory, then [`normpath`]; symlinks
@@ -234,26 +236,54 @@ mod tests {
     #[test]
     fn fragments_and_names() {
         let u = parse_uri("config:x.ini#app", None).unwrap();
-        assert_eq!((u.scheme, u.spec.as_str(), u.name.as_str()), (Scheme::Config, "x.ini", "app"));
-        assert_eq!(parse_uri("config:x.ini#ignored", Some("main")).unwrap().name, "main");
+        assert_eq!(
+            (u.scheme, u.spec.as_str(), u.name.as_str()),
+            (Scheme::Config, "x.ini", "app")
+        );
+        assert_eq!(
+            parse_uri("config:x.ini#ignored", Some("main"))
+                .unwrap()
+                .name,
+            "main"
+        );
         assert_eq!(parse_uri("egg:D", None).unwrap().name, "main");
         assert_eq!(parse_uri("config:x.ini#", None).unwrap().name, "");
-        assert!(matches!(parse_uri("x.ini", None), Err(LoadErrorKind::NoScheme(_))));
-        assert!(matches!(parse_uri("file:x.ini", None), Err(LoadErrorKind::UnknownScheme(s)) if s == "file"));
-        assert_eq!(parse_uri("CONFIG:x.ini", None).unwrap().scheme, Scheme::Config);
+        assert!(matches!(
+            parse_uri("x.ini", None),
+            Err(LoadErrorKind::NoScheme(_))
+        ));
+        assert!(
+            matches!(parse_uri("file:x.ini", None), Err(LoadErrorKind::UnknownScheme(s)) if s == "file")
+        );
+        assert_eq!(
+            parse_uri("CONFIG:x.ini", None).unwrap().scheme,
+            Scheme::Config
+        );
     }
 
     #[test]
     fn config_paths() {
         let base = Path::new("/srv/app");
-        assert_eq!(config_path("sub/x.ini", base), Path::new("/srv/app/sub/x.ini"));
-        assert_eq!(config_path("sub/x.ini", Path::new("/srv/app/")), Path::new("/srv/app/sub/x.ini"));
+        assert_eq!(
+            config_path("sub/x.ini", base),
+            Path::new("/srv/app/sub/x.ini")
+        );
+        assert_eq!(
+            config_path("sub/x.ini", Path::new("/srv/app/")),
+            Path::new("/srv/app/sub/x.ini")
+        );
         assert_eq!(config_path("/etc/x.ini", base), Path::new("/etc/x.ini"));
         assert_eq!(config_path("///etc/x.ini", base), Path::new("/etc/x.ini"));
-        assert_eq!(config_path("sp%20ace.ini", base), Path::new("/srv/app/sp ace.ini"));
+        assert_eq!(
+            config_path("sp%20ace.ini", base),
+            Path::new("/srv/app/sp ace.ini")
+        );
         assert_eq!(config_path("a\\b.ini", base), Path::new("/srv/app/a/b.ini"));
         assert_eq!(config_path("x.ini", Path::new("")), Path::new("x.ini"));
-        assert_eq!(config_path("x.ini", Path::new("configs")), Path::new("configs/x.ini"));
+        assert_eq!(
+            config_path("x.ini", Path::new("configs")),
+            Path::new("configs/x.ini")
+        );
     }
 
     #[test]
@@ -276,9 +306,15 @@ mod tests {
         assert_eq!(u.uri, "config:dev.ini");
         assert_eq!(u.file.as_deref(), Some(Path::new("dev.ini")));
         assert_eq!(u.fragment.as_deref(), Some("site"));
-        assert_eq!(u.options, [("a".into(), "1".into()), ("b".into(), "x y".into())]);
+        assert_eq!(
+            u.options,
+            [("a".into(), "1".into()), ("b".into(), "x y".into())]
+        );
         let e = ConfigUri::parse("egg:MyApp#main");
         assert_eq!((e.uri.as_str(), e.file.is_none()), ("egg:MyApp", true));
-        assert_eq!(ConfigUri::parse("config:/etc/x.ini").file.as_deref(), Some(Path::new("/etc/x.ini")));
+        assert_eq!(
+            ConfigUri::parse("config:/etc/x.ini").file.as_deref(),
+            Some(Path::new("/etc/x.ini"))
+        );
     }
 }

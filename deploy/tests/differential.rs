@@ -72,18 +72,22 @@ fn strip_extras(node: &mut Value) {
 fn rust_plan(case: &Value, cases: &Path) -> Value {
     let registry = common::test_registry();
     let mut loader = Loader::new(&registry);
-    let global: Option<Conf> = case["global"].as_object().filter(|g| !g.is_empty()).map(|g| {
-        g.iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
-            .collect()
-    });
+    let global: Option<Conf> = case["global"]
+        .as_object()
+        .filter(|g| !g.is_empty())
+        .map(|g| {
+            g.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+                .collect()
+        });
     let uri = format!("config:{}", case["file"].as_str().unwrap());
     let server = loader.load_server(&uri, case["server_name"].as_str(), cases, global.as_ref());
     let server = match server {
         Ok(server) => serde_json::to_value(server).unwrap(),
         Err(e) => {
             let missing_main = case["server_name"].is_null()
-                && e.to_string().starts_with("No section 'main' (prefixed by 'server')");
+                && e.to_string()
+                    .starts_with("No section 'main' (prefixed by 'server')");
             if !missing_main {
                 return json!({"error": e.to_string()});
             }
@@ -152,19 +156,32 @@ fn every_case_matches_pastedeploy() {
             ));
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), list.len(), failures.join("\n\n"));
-    assert!(loaded >= 20 && errors >= 10, "loaded {loaded}, errors {errors}");
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases differ:\n{}",
+        failures.len(),
+        list.len(),
+        failures.join("\n\n")
+    );
+    assert!(
+        loaded >= 20 && errors >= 10,
+        "loaded {loaded}, errors {errors}"
+    );
 }
 
 /// The deliberate difference: PasteDeploy drops `x`, serve passes it on.
 #[test]
 fn use_of_a_filter_with_section_keeps_the_outer_keys() {
     let cases = common::differential_dir().join("cases");
-    let case = json!({"file": "use_filter_with.ini", "name": null, "server_name": null, "global": {}});
+    let case =
+        json!({"file": "use_filter_with.ini", "name": null, "server_name": null, "global": {}});
     let python = python_plans(&cases, Some(&case)).remove(0);
     let rust = rust_plan(&case, &cases);
     assert_eq!(python["app"]["app"]["local_conf"], json!({"y": "2"}));
-    assert_eq!(rust["app"]["app"]["local_conf"], json!({"y": "2", "x": "1"}));
+    assert_eq!(
+        rust["app"]["app"]["local_conf"],
+        json!({"y": "2", "x": "1"})
+    );
     assert_eq!(python["app"]["type"], "filter");
     assert_eq!(rust["app"]["type"], "filter");
 }
@@ -177,7 +194,13 @@ fn show_error_messages() {
         serde_json::from_str(&std::fs::read_to_string(cases.join("CASES.json")).unwrap()).unwrap();
     for (case, python) in list.iter().zip(python_plans(&cases, None)) {
         if let Some(e) = python.get("error") {
-            println!("{}#{}\n  py: {}\n  rs: {}", case["file"], case["name"], e, rust_plan(case, &cases)["error"]);
+            println!(
+                "{}#{}\n  py: {}\n  rs: {}",
+                case["file"],
+                case["name"],
+                e,
+                rust_plan(case, &cases)["error"]
+            );
         }
     }
 }

@@ -12,32 +12,55 @@ use std::path::Path;
 
 fn app(uri: &str, name: Option<&str>, rel: &Path) -> Node {
     let registry = common::test_registry();
-    Loader::new(&registry).load_app(uri, name, rel, None).unwrap()
+    Loader::new(&registry)
+        .load_app(uri, name, rel, None)
+        .unwrap()
 }
 
 #[test]
 fn scenario_5_1_01_application_alias_is_main() {
     let t = common::pastedeploy_tests_dir();
-    assert_eq!(egg(&app("config:sample_configs/basic_app.ini", None, t.path())), "FakeApp#basic_app");
+    assert_eq!(
+        egg(&app("config:sample_configs/basic_app.ini", None, t.path())),
+        "FakeApp#basic_app"
+    );
 }
 
 #[test]
 fn scenario_5_1_02_fragment_main() {
     let t = common::pastedeploy_tests_dir();
-    assert_eq!(egg(&app("config:sample_configs/basic_app.ini#main", None, t.path())), "FakeApp#basic_app");
+    assert_eq!(
+        egg(&app(
+            "config:sample_configs/basic_app.ini#main",
+            None,
+            t.path()
+        )),
+        "FakeApp#basic_app"
+    );
 }
 
 #[test]
 fn scenario_5_1_03_name_keyword() {
     let t = common::pastedeploy_tests_dir();
-    assert_eq!(egg(&app("config:sample_configs/basic_app.ini", Some("main"), t.path())), "FakeApp#basic_app");
+    assert_eq!(
+        egg(&app(
+            "config:sample_configs/basic_app.ini",
+            Some("main"),
+            t.path()
+        )),
+        "FakeApp#basic_app"
+    );
 }
 
 #[test]
 fn scenario_5_1_04_name_beats_fragment() {
     let t = common::pastedeploy_tests_dir();
     assert_eq!(
-        egg(&app("config:sample_configs/basic_app.ini#ignored", Some("main"), t.path())),
+        egg(&app(
+            "config:sample_configs/basic_app.ini#ignored",
+            Some("main"),
+            t.path()
+        )),
         "FakeApp#basic_app"
     );
 }
@@ -45,7 +68,14 @@ fn scenario_5_1_04_name_beats_fragment() {
 #[test]
 fn scenario_5_1_05_other() {
     let t = common::pastedeploy_tests_dir();
-    assert_eq!(egg(&app("config:sample_configs/basic_app.ini#other", None, t.path())), "FakeApp#other");
+    assert_eq!(
+        egg(&app(
+            "config:sample_configs/basic_app.ini#other",
+            None,
+            t.path()
+        )),
+        "FakeApp#other"
+    );
 }
 
 fn assert_remote_addr(node: &Node) {
@@ -62,7 +92,11 @@ fn assert_remote_addr(node: &Node) {
 #[test]
 fn scenario_5_1_06_composit_gets_a_loader_and_blank_lines_do_not_end_the_section() {
     let t = common::pastedeploy_tests_dir();
-    assert_remote_addr(&app("config:sample_configs/basic_app.ini#remote_addr", None, t.path()));
+    assert_remote_addr(&app(
+        "config:sample_configs/basic_app.ini#remote_addr",
+        None,
+        t.path(),
+    ));
 }
 
 #[test]
@@ -87,7 +121,7 @@ fn assert_config1(t: &Path) {
     assert_eq!(
         f.global_conf,
         conf! {"here" => s(&sdir), "__file__" => s(&sdir.join("test_config.ini")),
-               "def1" => "a", "def2" => "b", "basepath" => s(&sdir)}
+        "def1" => "a", "def2" => "b", "basepath" => s(&sdir)}
     );
 }
 
@@ -99,12 +133,14 @@ fn scenario_5_1_08_config1_two_level_interpolation() {
 
 fn assert_config2(t: &Path) {
     let sdir = t.join("sample_configs");
-    let f = app("config:sample_configs/test_config.ini", Some("test2"), t).factory().clone();
+    let f = app("config:sample_configs/test_config.ini", Some("test2"), t)
+        .factory()
+        .clone();
     assert_eq!(f.local_conf, conf! {"local conf" => "something"});
     assert_eq!(
         f.global_conf,
         conf! {"here" => s(&sdir), "__file__" => s(&sdir.join("test_config.ini")),
-               "def1" => "test2", "def2" => "b", "basepath" => s(&sdir), "another" => "TEST"}
+        "def1" => "test2", "def2" => "b", "basepath" => s(&sdir), "another" => "TEST"}
     );
 }
 
@@ -119,7 +155,13 @@ fn scenario_5_1_09_config2_set_and_keys_with_spaces() {
 fn scenario_5_1_10_config3_use_merges_and_continuation_lines() {
     let t = common::pastedeploy_tests_dir();
     let sdir = t.path().join("sample_configs");
-    let f = app("config:sample_configs/test_config.ini", Some("test3"), t.path()).factory().clone();
+    let f = app(
+        "config:sample_configs/test_config.ini",
+        Some("test3"),
+        t.path(),
+    )
+    .factory()
+    .clone();
     assert_eq!(egg(&Node::App(f.clone())), "FakeApp#configed");
     assert_eq!(
         f.local_conf,
@@ -128,7 +170,7 @@ fn scenario_5_1_10_config3_use_merges_and_continuation_lines() {
     assert_eq!(
         f.global_conf,
         conf! {"here" => s(&sdir), "__file__" => s(&sdir.join("test_config.ini")),
-               "def1" => "test3", "def2" => "b", "basepath" => s(&sdir), "another" => "TEST"}
+        "def1" => "test3", "def2" => "b", "basepath" => s(&sdir), "another" => "TEST"}
     );
     assert_config2(t.path());
     assert_config1(t.path());
@@ -136,13 +178,20 @@ fn scenario_5_1_10_config3_use_merges_and_continuation_lines() {
 
 fn func_app(name_in_uri: &str, name: Option<&str>) -> Node {
     let t = common::pastedeploy_tests_dir();
-    app(&format!("config:test_func.ini{name_in_uri}"), name, &t.path().join("sample_configs"))
+    app(
+        &format!("config:test_func.ini{name_in_uri}"),
+        name,
+        &t.path().join("sample_configs"),
+    )
 }
 
 #[test]
 fn scenario_5_1_11_call_main() {
     assert_eq!(egg(&func_app("", None)), "FakeApp#basic_app");
-    assert_eq!(func_app("", None).factory().call.as_deref(), Some("fakeapp.apps:make_basic_app"));
+    assert_eq!(
+        func_app("", None).factory().call.as_deref(),
+        Some("fakeapp.apps:make_basic_app")
+    );
 }
 
 #[test]
@@ -157,7 +206,10 @@ fn scenario_5_1_13_call_name_keyword() {
 
 #[test]
 fn scenario_5_1_14_call_name_beats_fragment() {
-    assert_eq!(egg(&func_app("#ignored", Some("main"))), "FakeApp#basic_app");
+    assert_eq!(
+        egg(&func_app("#ignored", Some("main"))),
+        "FakeApp#basic_app"
+    );
 }
 
 #[test]
@@ -174,15 +226,22 @@ fn scenario_5_1_16_call_composit_infers_the_composite_protocol() {
 fn scenario_5_1_17_foreign_config() {
     let t = common::pastedeploy_tests_dir();
     let sdir = t.path().join("sample_configs");
-    let f = app("config:sample_configs/test_config.ini", Some("test_foreign_config"), t.path())
-        .factory()
-        .clone();
+    let f = app(
+        "config:sample_configs/test_config.ini",
+        Some("test_foreign_config"),
+        t.path(),
+    )
+    .factory()
+    .clone();
     assert_eq!(egg(&Node::App(f.clone())), "FakeApp#configed");
-    assert_eq!(f.local_conf, conf! {"another" => "FOO", "bob" => "your uncle"});
+    assert_eq!(
+        f.local_conf,
+        conf! {"another" => "FOO", "bob" => "your uncle"}
+    );
     assert_eq!(
         f.global_conf,
         conf! {"here" => s(&sdir), "__file__" => s(&sdir.join("test_config.ini")),
-               "def1" => "a", "def2" => "b", "def3" => "c", "basepath" => s(&sdir), "glob" => "override"}
+        "def1" => "a", "def2" => "b", "def3" => "c", "basepath" => s(&sdir), "glob" => "override"}
     );
 }
 
@@ -190,12 +249,18 @@ fn scenario_5_1_17_foreign_config() {
 fn scenario_5_1_18_get_reads_the_set_value() {
     let t = common::pastedeploy_tests_dir();
     let sdir = t.path().join("sample_configs");
-    let f = app("config:sample_configs/test_config.ini", Some("test_get"), t.path()).factory().clone();
+    let f = app(
+        "config:sample_configs/test_config.ini",
+        Some("test_get"),
+        t.path(),
+    )
+    .factory()
+    .clone();
     assert_eq!(f.local_conf, conf! {"def1" => "a", "foo" => "TEST"});
     assert_eq!(
         f.global_conf,
         conf! {"here" => s(&sdir), "__file__" => s(&sdir.join("test_config.ini")),
-               "def1" => "a", "def2" => "TEST", "basepath" => s(&sdir)}
+        "def1" => "a", "def2" => "TEST", "basepath" => s(&sdir)}
     );
 }
 
@@ -204,7 +269,12 @@ fn scenario_5_1_19_appconfig() {
     let t = common::pastedeploy_tests_dir();
     let registry = common::test_registry();
     let (global, local) = Loader::new(&registry)
-        .app_config("config:sample_configs/test_config.ini", Some("test_get"), t.path(), None)
+        .app_config(
+            "config:sample_configs/test_config.ini",
+            Some("test_get"),
+            t.path(),
+            None,
+        )
         .unwrap();
     assert_eq!(local, conf! {"def1" => "a", "foo" => "TEST"});
     assert_eq!(global["def2"], "TEST");
@@ -219,7 +289,12 @@ fn scenario_5_1_20_appconfig_through_filter_with() {
     let t = common::pastedeploy_tests_dir();
     let registry = common::test_registry();
     let (_, local) = Loader::new(&registry)
-        .app_config("config:test_filter_with.ini", None, &t.path().join("sample_configs"), None)
+        .app_config(
+            "config:test_filter_with.ini",
+            None,
+            &t.path().join("sample_configs"),
+            None,
+        )
         .unwrap();
     assert_eq!(local["example"], "test");
 }
@@ -231,13 +306,18 @@ fn scenario_5_1_21_caller_global_conf() {
     let registry = common::test_registry();
     let caller = conf! {"def2" => "TEST DEF 2", "inherit" => "bazbar"};
     let (global, local) = Loader::new(&registry)
-        .app_config("config:sample_configs/test_config.ini", Some("test_global_conf"), t.path(), Some(&caller))
+        .app_config(
+            "config:sample_configs/test_config.ini",
+            Some("test_global_conf"),
+            t.path(),
+            Some(&caller),
+        )
         .unwrap();
     assert_eq!(local, conf! {"test_interp" => "this:bazbar"});
     assert_eq!(
         global,
         conf! {"here" => s(&sdir), "__file__" => s(&sdir.join("test_config.ini")),
-               "def1" => "a", "def2" => "TEST DEF 2", "basepath" => s(&sdir), "inherit" => "bazbar"}
+        "def1" => "a", "def2" => "TEST DEF 2", "basepath" => s(&sdir), "inherit" => "bazbar"}
     );
 }
 
@@ -259,13 +339,23 @@ fn scenario_5_1_22_interpolation_error_names_the_file() {
 
 fn filter_app(name: &str) -> Node {
     let t = common::pastedeploy_tests_dir();
-    app(&format!("config:sample_configs/test_filter.ini#{name}"), None, t.path())
+    app(
+        &format!("config:sample_configs/test_filter.ini#{name}"),
+        None,
+        t.path(),
+    )
 }
 
 fn assert_caps(node: &Node, method: Option<&str>, protocol: &str) {
     assert!(matches!(node, Node::Filter { .. }), "{node:?}");
     assert_eq!(node.factory().protocol.group(), protocol);
-    assert_eq!(node.factory().local_conf.get("method_to_call").map(String::as_str), method);
+    assert_eq!(
+        node.factory()
+            .local_conf
+            .get("method_to_call")
+            .map(String::as_str),
+        method
+    );
     assert_eq!(egg(inner(node)), "FakeApp#basic_app");
 }
 
@@ -281,7 +371,11 @@ fn scenario_5_1_24_pipeline_with_an_egg_filter() {
 
 #[test]
 fn scenario_5_1_25_filter_app_over_a_filter_app_factory() {
-    assert_caps(&filter_app("filt2"), Some("lower"), "paste.filter_app_factory");
+    assert_caps(
+        &filter_app("filt2"),
+        Some("lower"),
+        "paste.filter_app_factory",
+    );
 }
 
 #[test]
@@ -297,12 +391,19 @@ fn scenario_5_1_27_filter_with_an_egg_uri() {
 #[test]
 fn scenario_5_1_28_filter_with_filter_with() {
     let t = common::pastedeploy_tests_dir();
-    let node = app("config:test_filter_with.ini", None, &t.path().join("sample_configs"));
+    let node = app(
+        "config:test_filter_with.ini",
+        None,
+        &t.path().join("sample_configs"),
+    );
     assert_eq!(egg(&node), "FakeApp#caps");
     assert_eq!(egg(inner(&node)), "FakeApp#caps");
     assert_eq!(egg(inner(inner(&node))), "FakeApp#basic_app");
     assert_eq!(node.factory().section.as_deref(), Some("filter:filter2"));
-    assert_eq!(inner(&node).factory().section.as_deref(), Some("filter:filter1"));
+    assert_eq!(
+        inner(&node).factory().section.as_deref(),
+        Some("filter:filter1")
+    );
 }
 
 #[test]
@@ -310,10 +411,18 @@ fn scenario_5_1_29_bad_pipeline() {
     let t = common::pastedeploy_tests_dir();
     let registry = common::test_registry();
     let err = Loader::new(&registry)
-        .load_app("config:sample_configs/test_filter.ini#piped3", None, t.path(), None)
+        .load_app(
+            "config:sample_configs/test_filter.ini#piped3",
+            None,
+            t.path(),
+            None,
+        )
         .unwrap_err()
         .to_string();
-    assert!(err.contains("has extra (disallowed) settings: extra_config_option"), "{err}");
+    assert!(
+        err.contains("has extra (disallowed) settings: extra_config_option"),
+        "{err}"
+    );
     assert!(err.contains("test_filter.ini:26: "), "{err}");
 }
 

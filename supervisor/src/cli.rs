@@ -10,7 +10,9 @@ use clap::{Args, Parser, Subcommand};
 /// `%(VAR)s` where the file's [DEFAULT] does not define VAR, exactly as with `pserve`.
 #[derive(Debug, Parser)]
 #[command(name = "serve", version, args_conflicts_with_subcommands = true)]
-#[command(after_help = "Examples:\n  serve configs/tutorial.ini\n  serve check configs/production.ini\n  serve check --json deploy.ini#api http_port=8080")]
+#[command(
+    after_help = "Examples:\n  serve configs/tutorial.ini\n  serve check configs/production.ini\n  serve check --json deploy.ini#api http_port=8080"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

@@ -45,7 +45,9 @@ fn main() -> ExitCode {
 /// Loads the plan a command line names.
 fn resolve(target: &Target) -> Result<Plan, String> {
     let Some(config_uri) = target.config_uri.clone() else {
-        return Err("You must give a config file (serve [OPTIONS] CONFIG_URI; see serve --help)".into());
+        return Err(
+            "You must give a config file (serve [OPTIONS] CONFIG_URI; see serve --help)".into(),
+        );
     };
     let request = Request {
         config_uri,

@@ -149,11 +149,25 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert!(matches!(run("100%", &[]), Err(InterpolateError::StrayPercent { .. })));
-        assert!(matches!(run("%(foo)", &[]), Err(InterpolateError::BadReference { .. })));
-        assert!(matches!(run("%(y)d", &[("y", "1")]), Err(InterpolateError::BadReference { .. })));
-        assert!(matches!(run("%()s", &[]), Err(InterpolateError::BadReference { .. })));
-        assert!(matches!(run("%(nope)s", &[]), Err(InterpolateError::Missing { name, .. }) if name == "nope"));
+        assert!(matches!(
+            run("100%", &[]),
+            Err(InterpolateError::StrayPercent { .. })
+        ));
+        assert!(matches!(
+            run("%(foo)", &[]),
+            Err(InterpolateError::BadReference { .. })
+        ));
+        assert!(matches!(
+            run("%(y)d", &[("y", "1")]),
+            Err(InterpolateError::BadReference { .. })
+        ));
+        assert!(matches!(
+            run("%()s", &[]),
+            Err(InterpolateError::BadReference { .. })
+        ));
+        assert!(
+            matches!(run("%(nope)s", &[]), Err(InterpolateError::Missing { name, .. }) if name == "nope")
+        );
         assert!(matches!(
             run("%(a)s", &[("a", "%(b)s"), ("b", "%(a)s")]),
             Err(InterpolateError::TooDeep { .. })
@@ -166,14 +180,21 @@ mod tests {
         let chain = |n: usize| -> Vec<(String, String)> {
             (1..=n)
                 .map(|i| {
-                    let v = if i == n { "end".to_owned() } else { format!("%(v{})s", i + 1) };
+                    let v = if i == n {
+                        "end".to_owned()
+                    } else {
+                        format!("%(v{})s", i + 1)
+                    };
                     (format!("v{i}"), v)
                 })
                 .collect()
         };
         let ok = chain(9);
         let map: HashMap<&str, &str> = ok.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-        assert_eq!(interpolate("k", "s", "%(v1)s", &|n| map.get(n).copied()).unwrap(), "end");
+        assert_eq!(
+            interpolate("k", "s", "%(v1)s", &|n| map.get(n).copied()).unwrap(),
+            "end"
+        );
         let bad = chain(11);
         let map: HashMap<&str, &str> = bad.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
         assert!(interpolate("k", "s", "%(v1)s", &|n| map.get(n).copied()).is_err());

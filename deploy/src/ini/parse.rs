@@ -258,10 +258,7 @@ pub fn parse(path: &Path, text: &str) -> Result<IniFile, ParseError> {
     Ok(IniFile {
         path: file,
         defaults,
-        sections: sections
-            .into_iter()
-            .map(|s| (s.name.clone(), s))
-            .collect(),
+        sections: sections.into_iter().map(|s| (s.name.clone(), s)).collect(),
     })
 }
 

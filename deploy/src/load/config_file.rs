@@ -89,7 +89,14 @@ impl ConfigFile {
                 let value = interpolate(key, DEFAULT_SECTION, &d.raw, &lookup).map_err(|e| {
                     LoadError::from(LoadErrorKind::Interpolate(e)).or_at(d.at.as_ref())
                 })?;
-                Ok((key.clone(), if value.is_empty() { d.raw.clone() } else { value }))
+                Ok((
+                    key.clone(),
+                    if value.is_empty() {
+                        d.raw.clone()
+                    } else {
+                        value
+                    },
+                ))
             })
             .collect()
     }
@@ -147,11 +154,7 @@ impl ConfigFile {
 
     /// Sections matching `matches` for each prefix group: within a group the first prefix with
     /// a match wins; the groups' matches are all kept.
-    fn search(
-        &self,
-        object_type: ObjectType,
-        matches: impl Fn(&str, &str) -> bool,
-    ) -> Vec<String> {
+    fn search(&self, object_type: ObjectType, matches: impl Fn(&str, &str) -> bool) -> Vec<String> {
         let mut found = Vec::new();
         for group in object_type.section_prefixes() {
             for prefix in *group {

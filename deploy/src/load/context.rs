@@ -155,7 +155,10 @@ impl Loader<'_> {
             0 => {
                 let protocols = object_type.all_protocols();
                 let mut available: Vec<String> = Vec::new();
-                for name in protocols.iter().flat_map(|p| source.entry_point_names(&dist, *p)) {
+                for name in protocols
+                    .iter()
+                    .flat_map(|p| source.entry_point_names(&dist, *p))
+                {
                     if !available.contains(&name) {
                         available.push(name);
                     }
@@ -235,7 +238,10 @@ impl Loader<'_> {
         let mut local: IndexMap<String, Setting> = IndexMap::new();
         let mut additions = Conf::new();
         let mut gets: IndexMap<String, Setting> = IndexMap::new();
-        let own = section.entries.iter().map(|(k, e)| (k, &e.value, Some(&e.at)));
+        let own = section
+            .entries
+            .iter()
+            .map(|(k, e)| (k, &e.value, Some(&e.at)));
         let inherited = file
             .defaults
             .iter()
@@ -248,10 +254,22 @@ impl Loader<'_> {
                 additions.insert(py_strip(name).to_owned(), value);
             } else if let Some(name) = key.strip_prefix("get ") {
                 let value = file.value(section, key, raw, at)?;
-                gets.insert(py_strip(name).to_owned(), Setting { value, at: at.cloned() });
+                gets.insert(
+                    py_strip(name).to_owned(),
+                    Setting {
+                        value,
+                        at: at.cloned(),
+                    },
+                );
             } else if !defaults.contains_key(key) {
                 let value = file.value(section, key, raw, at)?;
-                local.insert(key.clone(), Setting { value, at: at.cloned() });
+                local.insert(
+                    key.clone(),
+                    Setting {
+                        value,
+                        at: at.cloned(),
+                    },
+                );
             }
         }
         for (local_name, get) in gets {
@@ -262,7 +280,13 @@ impl Loader<'_> {
                 })
                 .or_at(get.at.as_ref()));
             };
-            local.insert(local_name, Setting { value: value.clone(), at: get.at });
+            local.insert(
+                local_name,
+                Setting {
+                    value: value.clone(),
+                    at: get.at,
+                },
+            );
         }
         let filter_with = match object_type {
             ObjectType::App | ObjectType::Filter => local.shift_remove("filter-with"),
@@ -286,14 +310,9 @@ impl Loader<'_> {
                 self.filter_app_context(file, section_name, &global, &local, &additions)?
             }
             "pipeline" => self.pipeline_context(file, section_name, &global, &local)?,
-            _ if local.borrow().contains_key("use") => self.use_context(
-                file,
-                object_type,
-                section_name,
-                &global,
-                &local,
-                &additions,
-            )?,
+            _ if local.borrow().contains_key("use") => {
+                self.use_context(file, object_type, section_name, &global, &local, &additions)?
+            }
             _ => self.explicit_context(file, object_type, section_name, &global, &local)?,
         };
         ctx.frames.push(frame.clone());

@@ -9,8 +9,8 @@
 use super::context::{Ctx, Scope, Shape, Target};
 use super::Loader;
 use crate::error::{LoadError, LoadErrorKind};
-use crate::plan::{EggName, Factory, FilterChain, Node, ServerNode};
 use crate::location::Location;
+use crate::plan::{EggName, Factory, FilterChain, Node, ServerNode};
 use crate::registry::{ChildFinder, ObjectType, Protocol};
 use indexmap::IndexMap;
 use std::rc::Rc;
@@ -153,7 +153,9 @@ impl Loader<'_> {
                 .find(|(_, v)| **v == name)
                 .and_then(|(k, _)| factory.key_location(k))
                 .cloned();
-            let global = Some(Rc::new(std::cell::RefCell::new(factory.global_conf.clone())));
+            let global = Some(Rc::new(std::cell::RefCell::new(
+                factory.global_conf.clone(),
+            )));
             let ctx = match scope {
                 Scope::Config(file) => {
                     self.get_context(file, ObjectType::App, &name, global, cause.as_ref())
@@ -179,5 +181,8 @@ impl Loader<'_> {
 /// The header line of the section a factory was configured in.
 fn factory_location(factory: &Factory) -> Option<Location> {
     let file = factory.file.as_ref()?;
-    Some(Location::new(&std::sync::Arc::from(file.as_path()), factory.line?))
+    Some(Location::new(
+        &std::sync::Arc::from(file.as_path()),
+        factory.line?,
+    ))
 }

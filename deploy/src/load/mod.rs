@@ -59,7 +59,13 @@ impl<'r> Loader<'r> {
         relative_to: &Path,
         global_conf: Option<&Conf>,
     ) -> Result<Node, LoadError> {
-        let ctx = self.uri_context(ObjectType::App, uri, name, relative_to, caller_global(global_conf))?;
+        let ctx = self.uri_context(
+            ObjectType::App,
+            uri,
+            name,
+            relative_to,
+            caller_global(global_conf),
+        )?;
         self.create_app(ctx)
     }
 
@@ -71,8 +77,13 @@ impl<'r> Loader<'r> {
         relative_to: &Path,
         global_conf: Option<&Conf>,
     ) -> Result<FilterChain, LoadError> {
-        let ctx =
-            self.uri_context(ObjectType::Filter, uri, name, relative_to, caller_global(global_conf))?;
+        let ctx = self.uri_context(
+            ObjectType::Filter,
+            uri,
+            name,
+            relative_to,
+            caller_global(global_conf),
+        )?;
         self.create_filter(ctx)
     }
 
@@ -84,8 +95,13 @@ impl<'r> Loader<'r> {
         relative_to: &Path,
         global_conf: Option<&Conf>,
     ) -> Result<ServerNode, LoadError> {
-        let ctx =
-            self.uri_context(ObjectType::Server, uri, name, relative_to, caller_global(global_conf))?;
+        let ctx = self.uri_context(
+            ObjectType::Server,
+            uri,
+            name,
+            relative_to,
+            caller_global(global_conf),
+        )?;
         self.create_server(ctx)
     }
 
@@ -98,7 +114,13 @@ impl<'r> Loader<'r> {
         relative_to: &Path,
         global_conf: Option<&Conf>,
     ) -> Result<(Conf, Conf), LoadError> {
-        let ctx = self.uri_context(ObjectType::App, uri, name, relative_to, caller_global(global_conf))?;
+        let ctx = self.uri_context(
+            ObjectType::App,
+            uri,
+            name,
+            relative_to,
+            caller_global(global_conf),
+        )?;
         let global = ctx.global.borrow().clone();
         let local = ctx
             .local

@@ -19,7 +19,10 @@ pub fn app_dot_children(local: &Conf, _global: &Conf) -> Result<Vec<String>, Str
 /// Paste's urlmap loading order, without its key validation (as the oracle mirrors it).
 pub fn urlmap_children(local: &Conf, global: &Conf) -> Result<Vec<String>, String> {
     let mut names = Vec::new();
-    match local.get("not_found_app").or_else(|| global.get("not_found_app")) {
+    match local
+        .get("not_found_app")
+        .or_else(|| global.get("not_found_app"))
+    {
         Some(nf) if !nf.is_empty() => names.push(nf.clone()),
         _ => {}
     }
@@ -34,7 +37,8 @@ pub fn urlmap_children(local: &Conf, global: &Conf) -> Result<Vec<String>, Strin
 
 /// Paste's cascade: `app*` keys in sorted order.
 pub fn cascade_children(local: &Conf, _global: &Conf) -> Result<Vec<String>, String> {
-    let mut apps: Vec<(&String, &String)> = local.iter().filter(|(k, _)| k.starts_with("app")).collect();
+    let mut apps: Vec<(&String, &String)> =
+        local.iter().filter(|(k, _)| k.starts_with("app")).collect();
     apps.sort();
     Ok(apps.into_iter().map(|(_, v)| v.clone()).collect())
 }
@@ -74,12 +78,42 @@ pub fn manifest_table() -> EggTable {
 pub fn test_registry() -> Registry {
     let mut table = manifest_table();
     table
-        .register_symbol("fakeapp.apps:make_basic_app", Protocol::AppFactory, "FakeApp", "basic_app")
-        .register_symbol("fakeapp.apps:make_basic_app2", Protocol::AppFactory, "FakeApp", "other")
-        .register_symbol("fakeapp.apps:make_remote_addr", Protocol::CompositFactory, "FakeApp", "remote_addr")
-        .register_symbol("fakeapp.configapps:SimpleApp.make_app", Protocol::AppFactory, "FakeApp", "configed")
-        .register_symbol("fakeapp.apps:make_cap_filter", Protocol::FilterFactory, "FakeApp", "caps")
-        .register_symbol("fakeapp.apps:CapFilter", Protocol::FilterAppFactory, "FakeApp", "caps2");
+        .register_symbol(
+            "fakeapp.apps:make_basic_app",
+            Protocol::AppFactory,
+            "FakeApp",
+            "basic_app",
+        )
+        .register_symbol(
+            "fakeapp.apps:make_basic_app2",
+            Protocol::AppFactory,
+            "FakeApp",
+            "other",
+        )
+        .register_symbol(
+            "fakeapp.apps:make_remote_addr",
+            Protocol::CompositFactory,
+            "FakeApp",
+            "remote_addr",
+        )
+        .register_symbol(
+            "fakeapp.configapps:SimpleApp.make_app",
+            Protocol::AppFactory,
+            "FakeApp",
+            "configed",
+        )
+        .register_symbol(
+            "fakeapp.apps:make_cap_filter",
+            Protocol::FilterFactory,
+            "FakeApp",
+            "caps",
+        )
+        .register_symbol(
+            "fakeapp.apps:CapFilter",
+            Protocol::FilterAppFactory,
+            "FakeApp",
+            "caps2",
+        );
     Registry::new().with_source(Arc::new(table))
 }
 

@@ -33,7 +33,10 @@ mod tests {
     use super::*;
 
     fn conf(pairs: &[(&str, &str)]) -> Conf {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]

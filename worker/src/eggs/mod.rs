@@ -24,9 +24,24 @@ pub fn builtin_eggs() -> EggTable {
         .register("minimal", FilterFactory, "main")
         .register_symbol("minimal:middleware", FilterFactory, "minimal", "main")
         .register_composite("Paste", CompositeFactory, "urlmap", Some(urlmap::children))
-        .register_symbol("paste.urlmap:urlmap_factory", CompositeFactory, "Paste", "urlmap")
-        .register_composite("Paste", CompositeFactory, "cascade", Some(cascade::children))
-        .register_symbol("paste.cascade:make_cascade", CompositeFactory, "Paste", "cascade")
+        .register_symbol(
+            "paste.urlmap:urlmap_factory",
+            CompositeFactory,
+            "Paste",
+            "urlmap",
+        )
+        .register_composite(
+            "Paste",
+            CompositeFactory,
+            "cascade",
+            Some(cascade::children),
+        )
+        .register_symbol(
+            "paste.cascade:make_cascade",
+            CompositeFactory,
+            "Paste",
+            "cascade",
+        )
         .register("PasteDeploy", FilterAppFactory, "prefix")
         .register_symbol(
             "paste.deploy.config:make_prefix_middleware",
@@ -36,11 +51,21 @@ pub fn builtin_eggs() -> EggTable {
         )
         .register("serve", ServerFactory, "http")
         .register("Paste", ServerRunner, "http")
-        .register_symbol("paste.httpserver:server_runner", ServerRunner, "Paste", "http")
+        .register_symbol(
+            "paste.httpserver:server_runner",
+            ServerRunner,
+            "Paste",
+            "http",
+        )
         .register("waitress", ServerRunner, "main")
         .register_symbol("waitress:serve_paste", ServerRunner, "waitress", "main")
         .register("gunicorn", ServerRunner, "main")
-        .register_symbol("gunicorn.app.pasterapp:serve", ServerRunner, "gunicorn", "main");
+        .register_symbol(
+            "gunicorn.app.pasterapp:serve",
+            ServerRunner,
+            "gunicorn",
+            "main",
+        );
     table
 }
 
@@ -62,7 +87,10 @@ mod tests {
             ("minimal:middleware", Protocol::FilterFactory),
             ("paste.urlmap:urlmap_factory", Protocol::CompositeFactory),
             ("paste.cascade:make_cascade", Protocol::CompositeFactory),
-            ("paste.deploy.config:make_prefix_middleware", Protocol::FilterAppFactory),
+            (
+                "paste.deploy.config:make_prefix_middleware",
+                Protocol::FilterAppFactory,
+            ),
             ("paste.httpserver:server_runner", Protocol::ServerRunner),
             ("waitress:serve_paste", Protocol::ServerRunner),
             ("gunicorn.app.pasterapp:serve", Protocol::ServerRunner),

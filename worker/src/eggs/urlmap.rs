@@ -119,13 +119,21 @@ mod tests {
     #[test]
     fn scenario_5_3_d51_path_expressions() {
         assert_eq!(parse_mount("domain a.com"), Ok(mount(Some("a.com"), "")));
-        assert_eq!(parse_mount("domain a.com port 81 /x"), Ok(mount(Some("a.com:81"), "/x")));
+        assert_eq!(
+            parse_mount("domain a.com port 81 /x"),
+            Ok(mount(Some("a.com:81"), "/x"))
+        );
         assert_eq!(
             parse_mount("port 81 /x"),
             Err("If you give a port, you must also give a domain".into())
         );
-        assert!(parse_mount("/a /b").unwrap_err().starts_with("more than one path given"));
-        assert_eq!(parse_mount("domain a domain b"), Err("'domain' given twice".into()));
+        assert!(parse_mount("/a /b")
+            .unwrap_err()
+            .starts_with("more than one path given"));
+        assert_eq!(
+            parse_mount("domain a domain b"),
+            Err("'domain' given twice".into())
+        );
         assert_eq!(
             parse_mount("domain"),
             Err("'domain' must be followed with a domain name".into())
@@ -149,8 +157,13 @@ mod tests {
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
-        assert_eq!(children(&local, &Conf::new()).unwrap(), ["nf", "root", "foo"]);
-        let global: Conf = [("not_found_app".to_owned(), "g".to_owned())].into_iter().collect();
+        assert_eq!(
+            children(&local, &Conf::new()).unwrap(),
+            ["nf", "root", "foo"]
+        );
+        let global: Conf = [("not_found_app".to_owned(), "g".to_owned())]
+            .into_iter()
+            .collect();
         let local: Conf = [("/".to_owned(), "root".to_owned())].into_iter().collect();
         assert_eq!(children(&local, &global).unwrap(), ["g", "root"]);
     }
