@@ -17,11 +17,24 @@ use thiserror::Error;
 pub struct LoadError {
     /// The key or line that led to the failure, when one is known.
     pub at: Option<Location>,
-    /// What failed.
-    pub kind: LoadErrorKind,
+    /// What failed (boxed: errors travel far up `Result`s that are otherwise small).
+    kind: Box<LoadErrorKind>,
 }
 
 impl LoadError {
+    /// A failure at a place in the config.
+    pub fn new(kind: LoadErrorKind, at: Option<Location>) -> Self {
+        LoadError {
+            at,
+            kind: Box::new(kind),
+        }
+    }
+
+    /// What failed.
+    pub fn kind(&self) -> &LoadErrorKind {
+        &self.kind
+    }
+
     /// Attaches `at` unless a more precise location is already known.
     pub fn or_at(mut self, at: Option<&Location>) -> Self {
         if self.at.is_none() {
@@ -32,7 +45,7 @@ impl LoadError {
 
     /// The location to show first: the attached one, or the first bad line of a parse error.
     pub fn location(&self) -> Option<&Location> {
-        match (&self.at, &self.kind) {
+        match (&self.at, self.kind.as_ref()) {
             (Some(at), _) => Some(at),
             (None, LoadErrorKind::Parse(e)) => Some(e.location()),
             (None, _) => None,
@@ -42,7 +55,7 @@ impl LoadError {
 
 impl From<LoadErrorKind> for LoadError {
     fn from(kind: LoadErrorKind) -> Self {
-        LoadError { at: None, kind }
+        LoadError::new(kind, None)
     }
 }
 

@@ -70,7 +70,7 @@ fn scenario_5_3_d6_section_headers() {
     assert!(f.sections.contains_key("app:main"));
     let spaced = "[ app:main ]\nuse = egg:ExpApp#app\n";
     assert!(matches!(
-        load(spaced, "main").unwrap_err().kind,
+        load(spaced, "main").unwrap_err().kind(),
         LoadErrorKind::NoSection { .. }
     ));
     assert_eq!(
@@ -117,7 +117,7 @@ fn scenario_5_3_d9_percent_signs() {
         )
         .unwrap_err();
         assert!(
-            matches!(err.kind, LoadErrorKind::Interpolate(_)),
+            matches!(err.kind(), LoadErrorKind::Interpolate(_)),
             "{bad}: {err}"
         );
     }
@@ -131,7 +131,7 @@ fn scenario_5_3_d10_depth_and_missing_keys() {
     )
     .unwrap_err();
     assert!(matches!(
-        err.kind,
+        err.kind(),
         LoadErrorKind::Interpolate(deploy::ini::InterpolateError::TooDeep { .. })
     ));
     let err = load("[app:main]\nuse = egg:ExpApp#app\nx = %(nope)s\n", "main").unwrap_err();
@@ -155,7 +155,8 @@ fn scenario_5_3_d11_broken_default_fails_every_section() {
 
 #[test]
 fn scenario_5_3_d12_strictness_errors_have_lines() {
-    let cases: &[(&str, u32, fn(&LineProblem) -> bool)] = &[
+    type Case = (&'static str, u32, fn(&LineProblem) -> bool);
+    let cases: &[Case] = &[
         ("[s]\n[s]\n", 2, |p| {
             matches!(p, LineProblem::DuplicateSection { .. })
         }),

@@ -154,7 +154,7 @@ fn scenario_5_3_d23_local_keys_shadow_defaults_for_interpolation_only() {
     assert_eq!(f.local_conf, conf! {"b" => "2"});
     assert_eq!(f.global_conf["a"], "1");
     assert!(matches!(
-        load(text, "other").unwrap_err().kind,
+        load(text, "other").unwrap_err().kind(),
         LoadErrorKind::Interpolate(_)
     ));
 }
@@ -190,10 +190,12 @@ fn scenario_5_3_d25_aliases_and_ambiguity() {
             "{e}"
         );
     }
-    let text = format!(
-        "[composit:main]\nuse = egg:ExpApp#main\n[composite:main]\nuse = egg:ExpApp#comp\n"
-    );
-    assert_eq!(egg(&load(&text, "main").unwrap()), "ExpApp#comp");
+    let text = "[composit:main]
+use = egg:ExpApp#main
+[composite:main]
+use = egg:ExpApp#comp
+";
+    assert_eq!(egg(&load(text, "main").unwrap()), "ExpApp#comp");
 }
 
 #[test]
@@ -212,7 +214,9 @@ fn scenario_5_3_d26_bare_sections_answer_for_main() {
     assert_eq!(egg(&load(text, "main").unwrap()), "FakeApp#other");
     // Only `main` falls back.
     assert!(matches!(
-        load("[app]\nuse = egg:ExpApp#app\n", "x").unwrap_err().kind,
+        load("[app]\nuse = egg:ExpApp#app\n", "x")
+            .unwrap_err()
+            .kind(),
         LoadErrorKind::NoSection { .. }
     ));
 }
@@ -285,7 +289,7 @@ fn scenario_5_3_d29_uri_handling() {
     );
     assert!(load("CONFIG:s7.ini", d).is_ok());
     assert!(matches!(
-        load("config:nope.ini", d).unwrap_err().kind,
+        load("config:nope.ini", d).unwrap_err().kind(),
         LoadErrorKind::Read { .. }
     ));
     let abs = d.join("s7.ini");
@@ -715,7 +719,7 @@ fn scenario_5_3_d44_cycles_are_reported_with_their_chain() {
     ];
     for (text, name, chain) in cases {
         assert!(matches!(
-            load(text, name).unwrap_err().kind,
+            load(text, name).unwrap_err().kind(),
             LoadErrorKind::Cycle { .. }
         ));
         let e = err(text, name);
@@ -725,7 +729,7 @@ fn scenario_5_3_d44_cycles_are_reported_with_their_chain() {
     let a = "[composite:main]\nuse = egg:ExpApp#comp\napp.1 = config:b.ini\n";
     let b = "[app:main]\nuse = config:t.ini\n";
     let e = load_in(&[("t.ini", a), ("b.ini", b)], "main", None).unwrap_err();
-    assert!(matches!(e.kind, LoadErrorKind::Cycle { .. }), "{e}");
+    assert!(matches!(e.kind(), LoadErrorKind::Cycle { .. }), "{e}");
     // The same section twice in a row is not a cycle.
     let text = format!("{FILTERS}[pipeline:main]\npipeline = f1 f1 app\n");
     assert_eq!(chain(&load(&text, "main").unwrap()).len(), 3);

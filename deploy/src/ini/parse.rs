@@ -146,9 +146,9 @@ pub fn parse(path: &Path, text: &str) -> Result<IniFile, ParseError> {
             // A blank line inside a value is kept; a comment line is dropped.
             if !is_comment {
                 if let (Some(cur), Some(key)) = (&current, &open) {
-                    block(&mut defaults, &mut sections, cur)
-                        .get_mut(key)
-                        .map(|e| e.lines.push(String::new()));
+                    if let Some(entry) = block(&mut defaults, &mut sections, cur).get_mut(key) {
+                        entry.lines.push(String::new());
+                    }
                 }
             }
             continue;

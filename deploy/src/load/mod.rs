@@ -156,10 +156,10 @@ impl<'r> Loader<'r> {
         if let Some(start) = self.stack.iter().position(repeat) {
             let mut chain: Vec<String> = self.stack[start..].iter().map(Frame::label).collect();
             chain.push(frame.label());
-            return Err(LoadError {
-                at: Some(frame.at.clone()),
-                kind: LoadErrorKind::Cycle { chain },
-            });
+            return Err(LoadError::new(
+                LoadErrorKind::Cycle { chain },
+                Some(frame.at.clone()),
+            ));
         }
         self.stack.push(frame);
         Ok(())
@@ -179,13 +179,14 @@ pub fn read_ini(path: &Path) -> Result<ini::IniFile, LoadError> {
     let text = String::from_utf8(bytes).map_err(|e| {
         let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
-        LoadError {
-            at: Some(Location::new(&Arc::from(path), line as u32)),
-            kind: LoadErrorKind::NotUtf8 {
+        let line = u32::try_from(line).unwrap_or(u32::MAX);
+        LoadError::new(
+            LoadErrorKind::NotUtf8 {
                 path: path.to_path_buf(),
-                line: line as u32,
+                line,
             },
-        }
+            Some(Location::new(&Arc::from(path), line)),
+        )
     })?;
     ini::parse(path, &text).map_err(|e| LoadErrorKind::Parse(e).into())
 }
@@ -252,7 +253,7 @@ pub fn load(registry: &Registry, request: &Request) -> Result<Plan, LoadError> {
 
 /// Whether a server lookup failed only because there is no `main` server to find.
 fn is_missing_main(error: &LoadError) -> bool {
-    match &error.kind {
+    match error.kind() {
         LoadErrorKind::NoSection { name, .. } => name == "main" && error.at.is_none(),
         LoadErrorKind::EntryPointNotFound { name, .. } => name == "main" && error.at.is_none(),
         _ => false,
