@@ -30,7 +30,10 @@ fn model() -> impl Strategy<Value = Model> {
             .filter(|(name, _)| name != "DEFAULT" && seen.insert(name.clone()))
             .map(|(name, keys)| {
                 let mut seen = std::collections::HashSet::new();
-                let keys = keys.into_iter().filter(|(k, _)| seen.insert(k.clone())).collect();
+                let keys = keys
+                    .into_iter()
+                    .filter(|(k, _)| seen.insert(k.clone()))
+                    .collect();
                 (name, keys)
             })
             .collect()

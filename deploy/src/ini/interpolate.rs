@@ -198,7 +198,10 @@ mod tests {
         // Python 3.11: a chain of 10 still expands, 11 does not (checked with configparser).
         let ten = chain(10);
         let map: HashMap<&str, &str> = ten.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-        assert_eq!(interpolate("k", "s", "%(v1)s", &|n| map.get(n).copied()).unwrap(), "end");
+        assert_eq!(
+            interpolate("k", "s", "%(v1)s", &|n| map.get(n).copied()).unwrap(),
+            "end"
+        );
         let bad = chain(11);
         let map: HashMap<&str, &str> = bad.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
         assert!(interpolate("k", "s", "%(v1)s", &|n| map.get(n).copied()).is_err());

@@ -73,9 +73,14 @@ pub fn manifest_table() -> EggTable {
     table
 }
 
-/// A registry of the manifest's eggs, plus the Python names of FakeApp's factories that
-/// PasteDeploy's `test_func.ini` and `test_config_included.ini` use.
+/// A registry of [`test_table`].
 pub fn test_registry() -> Registry {
+    Registry::new().with_source(Arc::new(test_table()))
+}
+
+/// The manifest's eggs, plus the Python names of FakeApp's factories that PasteDeploy's
+/// `test_func.ini` and `test_config_included.ini` use.
+pub fn test_table() -> EggTable {
     let mut table = manifest_table();
     table
         .register_symbol(
@@ -114,7 +119,7 @@ pub fn test_registry() -> Registry {
             "FakeApp",
             "caps2",
         );
-    Registry::new().with_source(Arc::new(table))
+    table
 }
 
 /// A temporary directory holding `files` (name, text); sub-directories are created.
