@@ -68,6 +68,47 @@ fn every_example_config_checks() {
 }
 
 #[test]
+fn several_files_at_once() {
+    let files: Vec<String> = configs()
+        .iter()
+        .map(|f| f.strip_prefix(root()).unwrap().to_str().unwrap().to_owned())
+        .collect();
+    let mut args = vec!["check"];
+    args.extend(files.iter().map(String::as_str));
+    args.push("http_port=7000");
+    let out = serve(&args, &root());
+    assert!(out.status.success(), "{}", stderr(&out));
+    for file in &files {
+        assert!(
+            stdout(&out).contains(&format!("{file}: ok\n")),
+            "{}",
+            stdout(&out)
+        );
+    }
+    args.insert(1, "--json");
+    let out = serve(&args, &root());
+    let plans: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(plans.len(), files.len());
+    assert!(plans
+        .iter()
+        .all(|p| p["app"]["global_conf"]["http_port"] == "7000"));
+    // One broken file fails the run; the others are still checked.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.ini"), "[app:main]\nbroken\n").unwrap();
+    let bad = dir.path().join("bad.ini");
+    let out = serve(
+        &["check", bad.to_str().unwrap(), "configs/tutorial.ini"],
+        &root(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).starts_with(&format!("error: {}:2: ", bad.display())));
+    assert!(stdout(&out).contains("configs/tutorial.ini: ok"));
+}
+
+#[test]
 fn tutorial_pipeline_tree_and_json() {
     let out = serve(&["check", "configs/tutorial-pipeline.ini"], &root());
     let text = stdout(&out);
@@ -180,13 +221,15 @@ fn a_missing_file_and_no_file() {
         "{}",
         stderr(&out)
     );
-    let out = serve(&["check"], &root());
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).starts_with("error: You must give a config file"),
-        "{}",
-        stderr(&out)
-    );
+    for args in [&[][..], &["check", "http_port=1"][..]] {
+        let out = serve(args, &root());
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let text = stderr(&out);
+        assert!(
+            text.starts_with("error: You must give a config file"),
+            "{text}"
+        );
+    }
 }
 
 const DEV_INI: &str = "[DEFAULT]\nhttp_port = 6543\ndebug = false\n\
@@ -269,8 +312,11 @@ fn scenario_5_3_d54_argument_errors() {
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         stderr(&out)
     };
-    assert!(err(&["check", "dev.ini", "badvar"])
+    assert!(err(&["dev.ini", "badvar"])
         .starts_with("error: Variable assignment 'badvar' invalid (no \"=\")"));
+    // `serve check` takes several files, so there a word without `=` is one more file.
+    assert!(err(&["check", "dev.ini", "extra=E", "badvar"])
+        .starts_with("error: cannot read config file badvar"));
     assert!(
         err(&["check", "--server-name", "nope", "dev.ini", "extra=E"])
             .starts_with("error: No section 'nope' (prefixed by 'server')")

@@ -48,9 +48,35 @@ pub struct Target {
 /// `serve check`.
 #[derive(Debug, Args)]
 pub struct Check {
-    /// Print the resolved plan as one JSON object: {"app": NODE, "server": NODE or null}.
+    /// Print the resolved plan as one JSON object: {"app": NODE, "server": NODE or null}
+    /// (one object per line when several files are checked).
     #[arg(long)]
     pub json: bool,
-    #[command(flatten)]
-    pub target: Target,
+    /// The app to load (default: the CONFIG_URI's #fragment, else `main`).
+    #[arg(short = 'n', long = "app-name", value_name = "NAME")]
+    pub app_name: Option<String>,
+    /// The [server:NAME] section to use (default `main`; none at all is fine).
+    #[arg(long = "server-name", value_name = "NAME")]
+    pub server_name: Option<String>,
+    /// Deployment files to check (PATH[#APP][?KEY=VALUE...], config:PATH or egg:DIST#NAME),
+    /// then VAR=VALUE variables that apply to all of them. An argument is a variable when it
+    /// has `=` and no `/`, `#`, `?` or `:` before it.
+    #[arg(value_name = "CONFIG_URI... [VAR=VALUE]", required = true)]
+    pub args: Vec<String>,
+}
+
+impl Check {
+    /// The config URIs and the variables among the arguments.
+    pub fn split_args(&self) -> (Vec<String>, Vec<String>) {
+        self.args
+            .iter()
+            .cloned()
+            .partition(|arg| !is_assignment(arg))
+    }
+}
+
+/// Whether a command-line argument is `VAR=VALUE` rather than a config URI.
+pub fn is_assignment(arg: &str) -> bool {
+    arg.split_once('=')
+        .is_some_and(|(name, _)| !name.is_empty() && !name.contains(['/', '#', '?', ':']))
 }

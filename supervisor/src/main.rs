@@ -4,30 +4,19 @@
 //! same validation before serving); the worker processes that serve HTTP come with the worker
 //! and supervisor issues.
 
+mod check;
 mod cli;
 mod tree;
 
 use clap::Parser;
 use cli::{Cli, Command, Target};
-use deploy::{load, LoadError, Plan, Request};
+use deploy::{load, Plan, Request};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Check(check)) => match resolve(&check.target) {
-            Ok(plan) => {
-                if check.json {
-                    println!("{}", json(&plan));
-                } else {
-                    print!("{}", tree::render(&plan));
-                    let uri = check.target.config_uri.as_deref().unwrap_or_default();
-                    println!("{uri}: ok");
-                }
-                ExitCode::SUCCESS
-            }
-            Err(e) => report(&e),
-        },
+        Some(Command::Check(check)) => check::run(&check),
         None => match resolve(&cli.target) {
             Ok(plan) => {
                 print!("{}", tree::render(&plan));
@@ -42,7 +31,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// Loads the plan a command line names.
+/// Loads the plan that `serve [OPTIONS] CONFIG_URI [VAR=VALUE ...]` names.
 fn resolve(target: &Target) -> Result<Plan, String> {
     let Some(config_uri) = target.config_uri.clone() else {
         return Err(
@@ -55,12 +44,7 @@ fn resolve(target: &Target) -> Result<Plan, String> {
         server_name: target.server_name.clone(),
         vars: target.vars.clone(),
     };
-    load(&worker::eggs::registry(), &request).map_err(|e: LoadError| e.to_string())
-}
-
-/// The `--json` form: `{"app": NODE, "server": NODE|null, "files": [...]}`.
-fn json(plan: &Plan) -> String {
-    serde_json::to_string_pretty(plan).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    load(&worker::eggs::registry(), &request).map_err(|e| e.to_string())
 }
 
 /// Prints an error as `error: PATH:LINE: message` and returns the failure status.

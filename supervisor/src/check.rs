@@ -1,0 +1,49 @@
+//! `serve check`: loads deployment files without serving them and prints each pipeline, as a
+//! tree or as JSON, or the error with its file and line.
+
+use crate::cli::Check;
+use crate::tree;
+use deploy::{load, Plan, Request};
+use std::process::ExitCode;
+
+/// Runs `serve check`; the status is a failure if any file is invalid.
+pub fn run(check: &Check) -> ExitCode {
+    let (configs, vars) = check.split_args();
+    if configs.is_empty() {
+        return crate::report("You must give a config file (serve check [OPTIONS] CONFIG_URI...; see serve check --help)");
+    }
+    let registry = worker::eggs::registry();
+    let several = configs.len() > 1;
+    let mut status = ExitCode::SUCCESS;
+    for config_uri in configs {
+        let request = Request {
+            config_uri: config_uri.clone(),
+            app_name: check.app_name.clone(),
+            server_name: check.server_name.clone(),
+            vars: vars.clone(),
+        };
+        match load(&registry, &request) {
+            Ok(plan) if check.json => println!("{}", json(&plan, several)),
+            Ok(plan) => {
+                print!("{}", tree::render(&plan));
+                println!("{config_uri}: ok");
+                if several {
+                    println!();
+                }
+            }
+            Err(e) => status = crate::report(&e.to_string()),
+        }
+    }
+    status
+}
+
+/// The `--json` form: `{"app": NODE, "server": NODE|null, "files": [...]}`, on one line when
+/// several files are checked.
+fn json(plan: &Plan, one_line: bool) -> String {
+    let text = if one_line {
+        serde_json::to_string(plan)
+    } else {
+        serde_json::to_string_pretty(plan)
+    };
+    text.unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
