@@ -90,6 +90,21 @@ pub(crate) struct Ctx {
     pub frames: Vec<Frame>,
 }
 
+impl Ctx {
+    /// A pipeline or filter-app of a section of `file`: an app made of other contexts.
+    fn composed(shape: Shape, global: &Global, local: &Local, file: &Rc<ConfigFile>) -> Ctx {
+        Ctx {
+            object_type: ObjectType::App,
+            shape,
+            protocol: None,
+            global: Rc::clone(global),
+            local: Rc::clone(local),
+            scope: Scope::Config(Rc::clone(file)),
+            frames: Vec::new(),
+        }
+    }
+}
+
 impl Loader<'_> {
     /// `loadcontext`: resolves a URI relative to `relative_to`.
     pub(crate) fn uri_context(
@@ -372,18 +387,11 @@ impl Loader<'_> {
         } else {
             self.explicit_context(file, ObjectType::Filter, section, global, local)?
         };
-        Ok(Ctx {
-            object_type: ObjectType::App,
-            shape: Shape::FilterApp {
-                next: Box::new(next_ctx),
-                filter: Box::new(filter),
-            },
-            protocol: None,
-            global: Rc::clone(global),
-            local: Rc::clone(local),
-            scope: Scope::Config(Rc::clone(file)),
-            frames: Vec::new(),
-        })
+        let shape = Shape::FilterApp {
+            next: Box::new(next_ctx),
+            filter: Box::new(filter),
+        };
+        Ok(Ctx::composed(shape, global, local, file))
     }
 
     /// `[pipeline:NAME]`: filters then an app, nothing else (spec §2.12).
@@ -427,18 +435,11 @@ impl Loader<'_> {
                 self.get_context(file, ObjectType::Filter, name, Some(Rc::clone(global)), at)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Ctx {
-            object_type: ObjectType::App,
-            shape: Shape::Pipeline {
-                app: Box::new(app),
-                filters,
-            },
-            protocol: None,
-            global: Rc::clone(global),
-            local: Rc::clone(local),
-            scope: Scope::Config(Rc::clone(file)),
-            frames: Vec::new(),
-        })
+        let shape = Shape::Pipeline {
+            app: Box::new(app),
+            filters,
+        };
+        Ok(Ctx::composed(shape, global, local, file))
     }
 
     /// `use = NAME`: the named context, with this section's `set`s and keys laid over it

@@ -35,11 +35,6 @@ pub struct Loader<'r> {
     stack: Vec<Frame>,
 }
 
-/// The global_conf a caller passes, as PasteDeploy's loaders share it.
-fn caller_global(global_conf: Option<&Conf>) -> Option<context::Global> {
-    global_conf.map(|g| Rc::new(RefCell::new(g.clone())))
-}
-
 impl<'r> Loader<'r> {
     /// A load that finds eggs in `registry`.
     pub fn new(registry: &'r Registry) -> Self {
@@ -59,13 +54,7 @@ impl<'r> Loader<'r> {
         relative_to: &Path,
         global_conf: Option<&Conf>,
     ) -> Result<Node, LoadError> {
-        let ctx = self.uri_context(
-            ObjectType::App,
-            uri,
-            name,
-            relative_to,
-            caller_global(global_conf),
-        )?;
+        let ctx = self.top_context(ObjectType::App, uri, name, relative_to, global_conf)?;
         self.create_app(ctx)
     }
 
@@ -77,13 +66,7 @@ impl<'r> Loader<'r> {
         relative_to: &Path,
         global_conf: Option<&Conf>,
     ) -> Result<FilterChain, LoadError> {
-        let ctx = self.uri_context(
-            ObjectType::Filter,
-            uri,
-            name,
-            relative_to,
-            caller_global(global_conf),
-        )?;
+        let ctx = self.top_context(ObjectType::Filter, uri, name, relative_to, global_conf)?;
         self.create_filter(ctx)
     }
 
@@ -95,13 +78,7 @@ impl<'r> Loader<'r> {
         relative_to: &Path,
         global_conf: Option<&Conf>,
     ) -> Result<ServerNode, LoadError> {
-        let ctx = self.uri_context(
-            ObjectType::Server,
-            uri,
-            name,
-            relative_to,
-            caller_global(global_conf),
-        )?;
+        let ctx = self.top_context(ObjectType::Server, uri, name, relative_to, global_conf)?;
         self.create_server(ctx)
     }
 
@@ -114,13 +91,7 @@ impl<'r> Loader<'r> {
         relative_to: &Path,
         global_conf: Option<&Conf>,
     ) -> Result<(Conf, Conf), LoadError> {
-        let ctx = self.uri_context(
-            ObjectType::App,
-            uri,
-            name,
-            relative_to,
-            caller_global(global_conf),
-        )?;
+        let ctx = self.top_context(ObjectType::App, uri, name, relative_to, global_conf)?;
         let global = ctx.global.borrow().clone();
         let local = ctx
             .local
@@ -129,6 +100,19 @@ impl<'r> Loader<'r> {
             .map(|(k, s)| (k.clone(), s.value.clone()))
             .collect();
         Ok((global, local))
+    }
+
+    /// The context a top-level `load*` call resolves.
+    fn top_context(
+        &mut self,
+        object_type: ObjectType,
+        uri: &str,
+        name: Option<&str>,
+        relative_to: &Path,
+        global_conf: Option<&Conf>,
+    ) -> Result<context::Ctx, LoadError> {
+        let caller = global_conf.map(|g| Rc::new(RefCell::new(g.clone())));
+        self.uri_context(object_type, uri, name, relative_to, caller)
     }
 
     /// Every config file this load has read, absolute.
