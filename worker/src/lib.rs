@@ -1,4 +1,9 @@
-//! Everything that runs inside a `serve` worker. For now: the names of the built-in eggs, so
-//! that plans naming them resolve; the eggs themselves and the HTTP server come next.
+//! Everything that runs inside a `serve` worker: the pipeline types, the built-in eggs, the
+//! builder that turns a plan into a running app, and the HTTP server.
 
+pub mod app;
+pub mod body;
+pub mod conf;
 pub mod eggs;
+pub mod pipeline;
+pub mod settings;

@@ -1,77 +1,252 @@
-//! The built-in eggs: the factories `serve` ships, under the distribution and entry-point names
-//! that deployment files already use.
+//! The eggs a worker can build: each registered under the distribution and entry-point names
+//! that deployment files use, with the code that makes it.
 //!
+//! [`Eggs`] holds both halves: the names, as the `deploy` crate's [`EggTable`] (so the loader
+//! resolves plans against exactly the eggs that exist), and the factories. Built in:
 //! `minimal#main` is the example app and filter of the PasteDeploy tutorial the project grew
 //! from; `Paste#urlmap`, `Paste#cascade` and `PasteDeploy#prefix` are the composites and filter
 //! of Paste and PasteDeploy; `serve#http` is the server, and `Paste#http`, `waitress#main` and
-//! `gunicorn#main` are accepted as its aliases so Pyramid deployment files load unchanged.
-//! Each is also reachable by its Python path (`call:paste.urlmap:urlmap_factory`,
-//! `paste.composite_factory = paste.urlmap:urlmap_factory`).
+//! `gunicorn#main` are accepted as its aliases so Pyramid deployment files load unchanged. Each
+//! is also reachable by its Python path (`call:paste.urlmap:urlmap_factory`, ...). A program
+//! that embeds `serve` adds its own with [`Eggs::app`], [`Eggs::filter`] and the like.
 
 pub mod cascade;
+pub mod minimal;
+pub mod prefix;
 pub mod urlmap;
 
-use deploy::registry::{EggTable, Protocol, Registry};
+use crate::app::{App, Filter};
+use crate::conf::EggError;
+use crate::settings::ServerSettings;
+use deploy::plan::Conf;
+use deploy::registry::{ChildFinder, EggTable, Protocol, Registry};
+use indexmap::IndexMap;
+use std::collections::HashMap;
+use std::fmt;
 use std::sync::Arc;
 
-/// The table of built-in eggs.
-pub fn builtin_eggs() -> EggTable {
-    use Protocol::*;
-    let mut table = EggTable::new();
-    table
-        .register("minimal", AppFactory, "main")
-        .register_symbol("minimal:main", AppFactory, "minimal", "main")
-        .register("minimal", FilterFactory, "main")
-        .register_symbol("minimal:middleware", FilterFactory, "minimal", "main")
-        .register_composite("Paste", CompositeFactory, "urlmap", Some(urlmap::children))
-        .register_symbol(
-            "paste.urlmap:urlmap_factory",
-            CompositeFactory,
-            "Paste",
-            "urlmap",
+/// The apps a composite's section names, built, by the name it used.
+#[derive(Clone, Default)]
+pub struct Children {
+    apps: IndexMap<String, App>,
+}
+
+impl fmt::Debug for Children {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.apps.keys()).finish()
+    }
+}
+
+impl Children {
+    /// Children from built apps.
+    pub fn new(apps: IndexMap<String, App>) -> Self {
+        Children { apps }
+    }
+
+    /// The app a name (a section or URI) refers to.
+    pub fn get_app(&self, name: &str) -> Result<App, EggError> {
+        self.apps.get(name).cloned().ok_or_else(|| {
+            EggError::new(format!(
+                "no app named '{name}' was loaded for this composite"
+            ))
+        })
+    }
+}
+
+type AppFn = dyn Fn(&Conf, &Conf) -> Result<App, EggError> + Send + Sync;
+type CompositeFn = dyn Fn(&Children, &Conf, &Conf) -> Result<App, EggError> + Send + Sync;
+type FilterFn = dyn Fn(&Conf, &Conf) -> Result<Filter, EggError> + Send + Sync;
+type FilterAppFn = dyn Fn(App, &Conf, &Conf) -> Result<App, EggError> + Send + Sync;
+type ServerFn = dyn Fn(&Conf, &Conf) -> Result<ServerSettings, EggError> + Send + Sync;
+
+/// The code behind one entry point, by protocol.
+#[derive(Clone)]
+pub enum Factory {
+    /// `paste.app_factory`.
+    App(Arc<AppFn>),
+    /// `paste.composite_factory`.
+    Composite(Arc<CompositeFn>),
+    /// `paste.filter_factory`.
+    Filter(Arc<FilterFn>),
+    /// `paste.filter_app_factory`.
+    FilterApp(Arc<FilterAppFn>),
+    /// `paste.server_factory` and `paste.server_runner`.
+    Server(Arc<ServerFn>),
+}
+
+impl fmt::Debug for Factory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Factory::App(_) => "Factory::App",
+            Factory::Composite(_) => "Factory::Composite",
+            Factory::Filter(_) => "Factory::Filter",
+            Factory::FilterApp(_) => "Factory::FilterApp",
+            Factory::Server(_) => "Factory::Server",
+        })
+    }
+}
+
+/// Names and factories of every egg a worker can build.
+#[derive(Debug, Clone, Default)]
+pub struct Eggs {
+    table: EggTable,
+    factories: HashMap<(String, Protocol, String), Factory>,
+}
+
+impl Eggs {
+    /// No eggs at all.
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// The built-in eggs.
+    pub fn builtin() -> Self {
+        let mut eggs = Eggs::empty();
+        minimal::register(&mut eggs);
+        urlmap::register(&mut eggs);
+        cascade::register(&mut eggs);
+        prefix::register(&mut eggs);
+        crate::settings::register(&mut eggs);
+        eggs
+    }
+
+    fn insert(
+        &mut self,
+        dist: &str,
+        protocol: Protocol,
+        name: &str,
+        children: Option<ChildFinder>,
+        factory: Factory,
+    ) -> &mut Self {
+        self.table
+            .register_composite(dist, protocol, name, children);
+        self.factories
+            .insert((dist.to_owned(), protocol, name.to_owned()), factory);
+        self
+    }
+
+    /// Registers an app factory: `egg:DIST#NAME` in `[app:...]`.
+    pub fn app(
+        &mut self,
+        dist: &str,
+        name: &str,
+        factory: impl Fn(&Conf, &Conf) -> Result<App, EggError> + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.insert(
+            dist,
+            Protocol::AppFactory,
+            name,
+            None,
+            Factory::App(Arc::new(factory)),
         )
-        .register_composite(
-            "Paste",
-            CompositeFactory,
-            "cascade",
-            Some(cascade::children),
+    }
+
+    /// Registers a composite factory with the finder of the apps it loads.
+    pub fn composite(
+        &mut self,
+        dist: &str,
+        name: &str,
+        children: ChildFinder,
+        factory: impl Fn(&Children, &Conf, &Conf) -> Result<App, EggError> + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.insert(
+            dist,
+            Protocol::CompositeFactory,
+            name,
+            Some(children),
+            Factory::Composite(Arc::new(factory)),
         )
-        .register_symbol(
-            "paste.cascade:make_cascade",
-            CompositeFactory,
-            "Paste",
-            "cascade",
+    }
+
+    /// Registers a filter factory: `egg:DIST#NAME` in `[filter:...]`.
+    pub fn filter(
+        &mut self,
+        dist: &str,
+        name: &str,
+        factory: impl Fn(&Conf, &Conf) -> Result<Filter, EggError> + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.insert(
+            dist,
+            Protocol::FilterFactory,
+            name,
+            None,
+            Factory::Filter(Arc::new(factory)),
         )
-        .register("PasteDeploy", FilterAppFactory, "prefix")
-        .register_symbol(
-            "paste.deploy.config:make_prefix_middleware",
-            FilterAppFactory,
-            "PasteDeploy",
-            "prefix",
+    }
+
+    /// Registers a filter-app factory (the app comes first, as in `paste.filter_app_factory`).
+    pub fn filter_app(
+        &mut self,
+        dist: &str,
+        name: &str,
+        factory: impl Fn(App, &Conf, &Conf) -> Result<App, EggError> + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.insert(
+            dist,
+            Protocol::FilterAppFactory,
+            name,
+            None,
+            Factory::FilterApp(Arc::new(factory)),
         )
-        .register("serve", ServerFactory, "http")
-        .register("Paste", ServerRunner, "http")
-        .register_symbol(
-            "paste.httpserver:server_runner",
-            ServerRunner,
-            "Paste",
-            "http",
+    }
+
+    /// Registers a server under a group (`paste.server_factory` or `paste.server_runner`).
+    pub fn server(
+        &mut self,
+        dist: &str,
+        protocol: Protocol,
+        name: &str,
+        factory: impl Fn(&Conf, &Conf) -> Result<ServerSettings, EggError> + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.insert(
+            dist,
+            protocol,
+            name,
+            None,
+            Factory::Server(Arc::new(factory)),
         )
-        .register("waitress", ServerRunner, "main")
-        .register_symbol("waitress:serve_paste", ServerRunner, "waitress", "main")
-        .register("gunicorn", ServerRunner, "main")
-        .register_symbol(
-            "gunicorn.app.pasterapp:serve",
-            ServerRunner,
-            "gunicorn",
-            "main",
-        );
-    table
+    }
+
+    /// Makes a Python-style `module:attr` name stand for a registered egg.
+    pub fn symbol(
+        &mut self,
+        target: &str,
+        protocol: Protocol,
+        dist: &str,
+        name: &str,
+    ) -> &mut Self {
+        self.table.register_symbol(target, protocol, dist, name);
+        self
+    }
+
+    /// The code of `dist#name` in a group.
+    pub fn factory(&self, dist: &str, protocol: Protocol, name: &str) -> Option<&Factory> {
+        let key = (dist.to_owned(), protocol, name.to_owned());
+        self.factories.get(&key).or_else(|| {
+            // The legacy `composit` group names the same composites.
+            let alias = match protocol {
+                Protocol::CompositFactory => Protocol::CompositeFactory,
+                Protocol::CompositeFactory => Protocol::CompositFactory,
+                _ => return None,
+            };
+            self.factories.get(&(key.0, alias, key.2))
+        })
+    }
+
+    /// The names, for the loader.
+    pub fn table(&self) -> &EggTable {
+        &self.table
+    }
+
+    /// A loader registry of these eggs.
+    pub fn registry(&self) -> Registry {
+        Registry::new().with_source(Arc::new(self.table.clone()))
+    }
 }
 
 /// A registry of the built-in eggs.
 pub fn registry() -> Registry {
-    Registry::new().with_source(Arc::new(builtin_eggs()))
+    Eggs::builtin().registry()
 }
 
 #[cfg(test)]
@@ -81,7 +256,7 @@ mod tests {
 
     #[test]
     fn every_builtin_symbol_names_a_registered_entry_point() {
-        let table = builtin_eggs();
+        let eggs = Eggs::builtin();
         for (target, protocol) in [
             ("minimal:main", Protocol::AppFactory),
             ("minimal:middleware", Protocol::FilterFactory),
@@ -95,7 +270,25 @@ mod tests {
             ("waitress:serve_paste", Protocol::ServerRunner),
             ("gunicorn.app.pasterapp:serve", Protocol::ServerRunner),
         ] {
-            assert!(table.symbol(target, protocol).is_some(), "{target}");
+            let entry = eggs.table().symbol(target, protocol).expect(target);
+            assert!(
+                eggs.factory(&entry.dist, entry.protocol, &entry.name)
+                    .is_some(),
+                "{target}"
+            );
         }
+    }
+
+    #[test]
+    fn every_registered_name_has_code() {
+        let eggs = Eggs::builtin();
+        for entry in eggs.table().entries() {
+            assert!(
+                eggs.factory(&entry.dist, entry.protocol, &entry.name)
+                    .is_some(),
+                "{entry:?}"
+            );
+        }
+        assert_eq!(eggs.table().distribution("paste").as_deref(), Some("Paste"));
     }
 }
