@@ -45,7 +45,9 @@ pub fn asint(value: &str) -> Result<i64, ConvertError> {
 /// Python).
 pub fn aslist(value: &str, sep: Option<&str>) -> Vec<String> {
     match sep {
-        None => value.split_whitespace().map(str::to_owned).collect(),
+        None => crate::ini::parse::py_split(value)
+            .map(str::to_owned)
+            .collect(),
         Some(sep) => value
             .split(sep)
             .map(|item| item.trim().to_owned())

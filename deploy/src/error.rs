@@ -180,6 +180,9 @@ pub enum LoadErrorKind {
     /// A chain of references that leads back to itself.
     #[error("reference cycle: {}", chain.join(" -> "))]
     Cycle { chain: Vec<String> },
+    /// References nested deeper than the loader follows.
+    #[error("sections refer to sections more than {depth} levels deep (starting at {first}); is there a runaway chain?")]
+    TooDeep { depth: usize, first: String },
     /// A composite whose keys its factory rejects.
     #[error("[{section}] ({egg}): {message}")]
     Composite {

@@ -215,3 +215,12 @@ fn scenario_5_3_d15_use_is_interpolated() {
     .unwrap();
     assert_eq!(common::egg(&node), "ExpApp#app");
 }
+
+#[test]
+fn an_empty_key_ends_the_value_before_it() {
+    // Python stores `= 2` under the key '' (and reports it); the indented line after it is
+    // then not a continuation of `a` but a line of its own.
+    let err = parse(Path::new("t.ini"), "[s]\na = 1\n= 2\n  foo\n").unwrap_err();
+    let lines: Vec<u32> = err.problems.iter().map(|(at, _)| at.line).collect();
+    assert_eq!(lines, [3, 4]);
+}

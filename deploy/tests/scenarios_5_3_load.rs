@@ -739,3 +739,50 @@ fn scenario_5_3_d44_cycles_are_reported_with_their_chain() {
 // D46–D49 (urlmap matching at request time) belong to the worker; D50–D51 (urlmap keys) are
 // tested in worker/src/eggs/urlmap.rs; D52–D54 (pserve's command line) in the serve binary's
 // tests; D55 (plaster's get_settings) has no counterpart.
+
+#[test]
+fn nesting_is_bounded_with_a_clear_error() {
+    let chain = |n: usize| {
+        let mut text = String::new();
+        for i in 0..n {
+            text.push_str(&format!("[app:a{i}]\nuse = a{}\n", i + 1));
+        }
+        text.push_str(&format!("[app:a{n}]\nuse = egg:ExpApp#app\n"));
+        text
+    };
+    assert_eq!(egg(&load(&chain(150), "a0").unwrap()), "ExpApp#app");
+    let e = load(&chain(deploy::load::MAX_NESTING + 50), "a0").unwrap_err();
+    assert!(matches!(e.kind(), LoadErrorKind::TooDeep { .. }), "{e}");
+    assert!(
+        e.to_string()
+            .contains("more than 200 levels deep (starting at [app:a0]"),
+        "{e}"
+    );
+}
+
+#[test]
+fn files_reached_through_symlinks_are_read_as_named() {
+    // `link/../x.ini` is `other/x.ini` when `link` points into `other/`; Python reads each
+    // path as given, and so does the loader (no cache by normalised path).
+    let dir = common::fixture(&[
+        ("x.ini", "[filter:f]\nuse = egg:ExpApp#filt\nwhich = top\n"),
+        (
+            "other/x.ini",
+            "[filter:f]\nuse = egg:ExpApp#filt\nwhich = other\n",
+        ),
+        ("other/deeper/.keep", ""),
+        (
+            "t.ini",
+            "[pipeline:main]\npipeline = config:x.ini#f config:link/../x.ini#f egg:ExpApp#app\n",
+        ),
+    ]);
+    std::os::unix::fs::symlink(dir.path().join("other/deeper"), dir.path().join("link")).unwrap();
+    let registry = common::test_registry();
+    let mut loader = Loader::new(&registry);
+    let node = loader
+        .load_app("config:t.ini", None, dir.path(), None)
+        .unwrap();
+    assert_eq!(node.factory().local_conf["which"], "top");
+    assert_eq!(inner(&node).factory().local_conf["which"], "other");
+    assert_eq!(loader.files().len(), 3);
+}

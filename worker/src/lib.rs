@@ -6,4 +6,5 @@ pub mod body;
 pub mod conf;
 pub mod eggs;
 pub mod pipeline;
+pub mod server;
 pub mod settings;

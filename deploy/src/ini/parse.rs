@@ -87,6 +87,11 @@ pub(crate) fn py_strip(s: &str) -> &str {
     s.trim_matches(is_py_space)
 }
 
+/// Python's `str.split()` with no argument: runs of Python whitespace separate words.
+pub fn py_split(s: &str) -> impl Iterator<Item = &str> {
+    s.split(is_py_space).filter(|w| !w.is_empty())
+}
+
 /// Splits text into lines the way Python's universal-newline reading does: `\n`, `\r\n` and a
 /// lone `\r` each end a line.
 fn universal_lines(text: &str) -> impl Iterator<Item = &str> {
@@ -208,6 +213,8 @@ pub fn parse(path: &Path, text: &str) -> Result<IniFile, ParseError> {
                 Location::new(&file, lineno),
                 LineProblem::EmptyKey(line.to_owned()),
             ));
+            // Python stores the value under the empty key, so what follows continues it.
+            open = None;
             continue;
         }
         let section_name = match cur {

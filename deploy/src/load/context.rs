@@ -10,7 +10,7 @@
 use super::config_file::{section_kind, ConfigFile};
 use super::Loader;
 use crate::error::{LoadError, LoadErrorKind};
-use crate::ini::parse::py_strip;
+use crate::ini::parse::{py_split, py_strip};
 use crate::location::Location;
 use crate::plan::Conf;
 use crate::registry::{EntryPoint, ObjectType, Protocol};
@@ -308,7 +308,7 @@ impl Loader<'_> {
             ObjectType::Server => None,
         };
         if let Some(require) = local.shift_remove("require") {
-            for dist in require.value.split_whitespace() {
+            for dist in py_split(&require.value) {
                 if self.registry.distribution(dist).is_none() {
                     return Err(LoadError::from(LoadErrorKind::NoDistribution {
                         name: dist.to_owned(),
@@ -419,7 +419,7 @@ impl Loader<'_> {
             })
             .or_at(first.as_ref()));
         }
-        let names: Vec<&str> = pipeline.value.split_whitespace().collect();
+        let names: Vec<&str> = py_split(&pipeline.value).collect();
         let Some((app_name, filter_names)) = names.split_last() else {
             return Err(LoadError::from(LoadErrorKind::PipelineEmpty {
                 section: section.to_owned(),

@@ -160,6 +160,9 @@ impl Loader<'_> {
                 Scope::Config(file) => {
                     self.get_context(file, ObjectType::App, &name, global, cause.as_ref())
                 }
+                Scope::Egg(_) if crate::uri::is_uri(&name) => self
+                    .uri_context(ObjectType::App, &name, None, std::path::Path::new(""), global)
+                    .map_err(|e| e.or_at(cause.as_ref())),
                 Scope::Egg(dist) => self
                     .egg_context(ObjectType::App, dist, &name, global)
                     .map_err(|e| e.or_at(cause.as_ref())),

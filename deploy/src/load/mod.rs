@@ -25,11 +25,17 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 
+/// How deep sections may refer to sections (`use`, `next`, pipelines, filter-with,
+/// composites) before the load gives up; real files nest a handful of levels, and PasteDeploy
+/// itself hits Python's recursion limit at about 500.
+pub const MAX_NESTING: usize = 200;
+
 /// One load of one or more deployment files.
 #[derive(Debug)]
 pub struct Loader<'r> {
     registry: &'r Registry,
-    /// Every file read, by absolute path, parsed once per load.
+    /// Every file read, by the path it was read from (as built: `a/../b.ini` and `b.ini` may
+    /// be different files when `a` is a symlink), parsed once per load.
     parsed: IndexMap<PathBuf, Arc<ini::IniFile>>,
     /// The sections being resolved, outermost first.
     stack: Vec<Frame>,
@@ -115,27 +121,44 @@ impl<'r> Loader<'r> {
         self.uri_context(object_type, uri, name, relative_to, caller)
     }
 
-    /// Every config file this load has read, absolute.
+    /// Every config file this load has read, absolute and with symlinks resolved: the files
+    /// to watch for a reload.
     pub fn files(&self) -> Vec<PathBuf> {
-        self.parsed.keys().cloned().collect()
+        let mut files: Vec<PathBuf> = Vec::new();
+        for path in self.parsed.keys() {
+            let real = std::fs::canonicalize(path).unwrap_or_else(|_| abspath(path));
+            if !files.contains(&real) {
+                files.push(real);
+            }
+        }
+        files
     }
 
     /// Reads and parses `path` (once per load) and sets up its defaults for `caller`.
     fn open(&mut self, path: &Path, caller: Option<&Conf>) -> Result<Rc<ConfigFile>, LoadError> {
-        let abs = abspath(path);
-        let ini = match self.parsed.get(&abs) {
+        let ini = match self.parsed.get(path) {
             Some(ini) => Arc::clone(ini),
             None => {
                 let ini = Arc::new(read_ini(path)?);
-                self.parsed.insert(abs, Arc::clone(&ini));
+                self.parsed.insert(path.to_path_buf(), Arc::clone(&ini));
                 ini
             }
         };
         Ok(Rc::new(ConfigFile::new(ini, caller)))
     }
 
-    /// Marks a section as being resolved; fails if it already is (a cycle).
+    /// Marks a section as being resolved; fails if it already is (a cycle), or if sections
+    /// nest deeper than [`MAX_NESTING`].
     fn enter(&mut self, frame: Frame) -> Result<(), LoadError> {
+        if self.stack.len() >= MAX_NESTING {
+            return Err(LoadError::new(
+                LoadErrorKind::TooDeep {
+                    depth: MAX_NESTING,
+                    first: self.stack[0].label(),
+                },
+                Some(frame.at.clone()),
+            ));
+        }
         let repeat = |f: &Frame| f.file == frame.file && f.section == frame.section;
         if let Some(start) = self.stack.iter().position(repeat) {
             let mut chain: Vec<String> = self.stack[start..].iter().map(Frame::label).collect();

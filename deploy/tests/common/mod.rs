@@ -35,12 +35,13 @@ pub fn urlmap_children(local: &Conf, global: &Conf) -> Result<Vec<String>, Strin
     Ok(names)
 }
 
-/// Paste's cascade: `app*` keys in sorted order.
+/// Paste's cascade: `app*` keys, loaded in file order.
 pub fn cascade_children(local: &Conf, _global: &Conf) -> Result<Vec<String>, String> {
-    let mut apps: Vec<(&String, &String)> =
-        local.iter().filter(|(k, _)| k.starts_with("app")).collect();
-    apps.sort();
-    Ok(apps.into_iter().map(|(_, v)| v.clone()).collect())
+    Ok(local
+        .iter()
+        .filter(|(k, _)| k.starts_with("app"))
+        .map(|(_, v)| v.clone())
+        .collect())
 }
 
 /// The directory of the differential oracle.

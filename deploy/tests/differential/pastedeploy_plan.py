@@ -77,10 +77,10 @@ def _children(rule, loader, global_conf, local):
             if key.startswith('app.'):
                 apps[value] = loader.get_app(value, global_conf=global_conf)
     elif rule == 'cascade':
-        # paste.cascade.make_cascade: keys 'app*', sorted by key
-        for key in sorted(k for k in local if k.startswith('app')):
-            value = local[key]
-            apps[value] = loader.get_app(value, global_conf=global_conf)
+        # paste.cascade.make_cascade: keys 'app*', loaded in file order (tried sorted by key)
+        for key, value in local.items():
+            if key.startswith('app'):
+                apps[value] = loader.get_app(value, global_conf=global_conf)
     elif rule == 'urlmap':
         # paste.urlmap.urlmap_factory, minus parse_path_expression/normalize_url
         rest = dict(local)

@@ -14,13 +14,15 @@ use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use std::sync::Arc;
 
-/// The apps a cascade section loads, in sorted key order; every key but `catch` must start
-/// with `app`, and `catch` must be a list of status codes.
+/// The apps a cascade section loads, in file order as Paste loads them (it tries them in key
+/// order); every key but `catch` must start with `app`, and `catch` must be a list of status
+/// codes.
 pub fn children(local: &Conf, _global: &Conf) -> Result<Vec<String>, String> {
     catch_codes(local)?;
     Ok(apps(local)?.into_iter().map(|(_, v)| v.clone()).collect())
 }
 
+/// The `app*` keys and their values, in file order.
 fn apps(local: &Conf) -> Result<Vec<(&String, &String)>, String> {
     let mut apps: Vec<(&String, &String)> = Vec::new();
     for (key, value) in local {
@@ -37,7 +39,6 @@ fn apps(local: &Conf) -> Result<Vec<(&String, &String)>, String> {
     if apps.is_empty() {
         return Err("a cascade needs at least one app* key".into());
     }
-    apps.sort();
     Ok(apps)
 }
 
@@ -55,9 +56,10 @@ fn catch_codes(local: &Conf) -> Result<Vec<u16>, String> {
 
 fn build(children: &Children, _global: &Conf, local: &Conf) -> Result<App, EggError> {
     let catch = Arc::new(catch_codes(local).map_err(|e| EggError::key("catch", e))?);
+    let mut keyed = apps(local).map_err(EggError::new)?;
+    keyed.sort();
     let apps: Arc<Vec<App>> = Arc::new(
-        apps(local)
-            .map_err(EggError::new)?
+        keyed
             .into_iter()
             .map(|(_, name)| children.get_app(name))
             .collect::<Result<_, _>>()?,
@@ -116,9 +118,9 @@ mod tests {
     }
 
     #[test]
-    fn apps_in_key_order() {
+    fn apps_load_in_file_order() {
         let local = conf(&[("app2", "b"), ("app1", "a"), ("catch", "404 403")]);
-        assert_eq!(children(&local, &Conf::new()).unwrap(), ["a", "b"]);
+        assert_eq!(children(&local, &Conf::new()).unwrap(), ["b", "a"]);
     }
 
     #[test]
@@ -130,7 +132,7 @@ mod tests {
 
     #[tokio::test]
     async fn falls_through_404s_to_the_next_app() {
-        let ini = "[composite:main]\nuse = egg:Paste#cascade\napp1 = empty\napp2 = hello\n\
+        let ini = "[composite:main]\nuse = egg:Paste#cascade\napp2 = hello\napp1 = empty\n\
                    [composite:empty]\nuse = egg:Paste#urlmap\n/only = hello\n\
                    [app:hello]\nuse = egg:minimal\n";
         let app = pipeline(ini);

@@ -1,0 +1,274 @@
+//! The HTTP server of a worker: hyper (HTTP/1.1 with keep-alive, and HTTP/2 with prior
+//! knowledge) on the listeners it is given, in front of one [`App`].
+//!
+//! Every connection has a header-read timeout and a header-size limit, so a slow or oversized
+//! request is answered with a 4xx or closed without holding the worker; a worker serves at most
+//! `max_connections` at once and stops accepting beyond that, leaving new connections queued
+//! on the shared socket for its siblings. [`Server::drain`] retires the server without failing
+//! a request: it stops accepting, answers the next request on each keep-alive connection with
+//! `Connection: close`, lets idle connections linger briefly (so a request already on its way
+//! is answered, not reset), then closes them, and waits for in-flight requests up to a
+//! deadline.
+
+pub mod listen;
+
+use crate::app::{call, App};
+use crate::body::Body;
+use crate::settings::ServerSettings;
+use http::{header, HeaderValue, Request, Version};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use listen::Bound;
+use std::convert::Infallible;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{watch, Semaphore};
+use tokio_util::task::TaskTracker;
+
+/// The client's address as the app should see it (WSGI's `REMOTE_ADDR`); the server sets it
+/// from the peer, `PasteDeploy#prefix` from `X-Forwarded-For`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteAddr(pub String);
+
+/// Where the server is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Accepting and serving.
+    Serving,
+    /// Not accepting; every response closes its connection.
+    Draining,
+    /// Idle connections are closed; busy ones close after their response.
+    Closing,
+}
+
+/// What a drain achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrainReport {
+    /// Connections still open when the deadline passed (they are dropped).
+    pub abandoned: usize,
+    /// Requests served over the server's life.
+    pub requests: u64,
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    phase: watch::Sender<Phase>,
+    connections: TaskTracker,
+    listeners: TaskTracker,
+    requests: Arc<AtomicU64>,
+}
+
+/// Per-connection settings shared by all connections.
+struct Shared {
+    app: App,
+    builder: auto::Builder<TokioExecutor>,
+    phase: watch::Receiver<Phase>,
+    requests: Arc<AtomicU64>,
+}
+
+impl Server {
+    /// Starts serving `app` on `listeners` (on the current tokio runtime).
+    pub fn start(listeners: Vec<Bound>, app: App, settings: &ServerSettings) -> io::Result<Server> {
+        let (phase, phase_rx) = watch::channel(Phase::Serving);
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(settings.header_timeout)
+            .max_buf_size(settings.max_header_size.max(8192))
+            .keep_alive(true);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(settings.max_header_size).unwrap_or(u32::MAX));
+        let requests = Arc::new(AtomicU64::new(0));
+        let shared = Arc::new(Shared {
+            app,
+            builder,
+            phase: phase_rx,
+            requests: Arc::clone(&requests),
+        });
+        let connections = TaskTracker::new();
+        let accepting = TaskTracker::new();
+        let permits = Arc::new(Semaphore::new(settings.max_connections));
+        for bound in listeners {
+            let listener = match bound {
+                Bound::Tcp(listener) => {
+                    listener.set_nonblocking(true)?;
+                    Listener::Tcp(tokio::net::TcpListener::from_std(listener)?)
+                }
+                Bound::Unix(listener) => {
+                    listener.set_nonblocking(true)?;
+                    Listener::Unix(tokio::net::UnixListener::from_std(listener)?)
+                }
+            };
+            accepting.spawn(accept_loop(
+                Arc::clone(&shared),
+                Arc::clone(&permits),
+                connections.clone(),
+                listener,
+            ));
+        }
+        accepting.close();
+        Ok(Server {
+            phase,
+            connections,
+            listeners: accepting,
+            requests,
+        })
+    }
+
+    /// Requests served so far.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Stops accepting at once, lets in-flight requests finish and keep-alive connections
+    /// close after their next response; after `linger`, closes idle connections. The returned
+    /// future ends when every connection is gone or `deadline` (from now) has passed.
+    pub fn drain(
+        self,
+        linger: Duration,
+        deadline: Duration,
+    ) -> impl std::future::Future<Output = DrainReport> {
+        let give_up = tokio::time::Instant::now() + deadline;
+        let _ = self.phase.send(Phase::Draining);
+        async move {
+            self.listeners.wait().await;
+            self.connections.close();
+            let _ = tokio::time::timeout_at(
+                give_up.min(tokio::time::Instant::now() + linger),
+                self.connections.wait(),
+            )
+            .await;
+            let _ = self.phase.send(Phase::Closing);
+            let _ = tokio::time::timeout_at(give_up, self.connections.wait()).await;
+            DrainReport {
+                abandoned: self.connections.len(),
+                requests: self.requests(),
+            }
+        }
+    }
+}
+
+/// A listener of either kind.
+enum Listener {
+    Tcp(tokio::net::TcpListener),
+    Unix(tokio::net::UnixListener),
+}
+
+/// An accepted connection of either kind.
+enum Accepted {
+    Tcp(tokio::net::TcpStream, String),
+    Unix(tokio::net::UnixStream),
+}
+
+async fn accept(listener: &Listener) -> io::Result<Accepted> {
+    match listener {
+        Listener::Tcp(l) => {
+            let (stream, peer) = l.accept().await?;
+            let _ = stream.set_nodelay(true);
+            Ok(Accepted::Tcp(stream, peer.ip().to_string()))
+        }
+        Listener::Unix(l) => Ok(Accepted::Unix(l.accept().await?.0)),
+    }
+}
+
+/// Accepts connections until the drain starts, each holding a permit of `permits`.
+async fn accept_loop(
+    shared: Arc<Shared>,
+    permits: Arc<Semaphore>,
+    connections: TaskTracker,
+    listener: Listener,
+) {
+    let mut phase = shared.phase.clone();
+    loop {
+        let permit = tokio::select! {
+            permit = Arc::clone(&permits).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+            _ = reached(&mut phase, |p| p != Phase::Serving) => return,
+        };
+        let accepted = tokio::select! {
+            accepted = accept(&listener) => accepted,
+            _ = reached(&mut phase, |p| p != Phase::Serving) => return,
+        };
+        let shared = Arc::clone(&shared);
+        match accepted {
+            Ok(Accepted::Tcp(stream, peer)) => {
+                connections.spawn(async move {
+                    serve_connection(shared, stream, peer).await;
+                    drop(permit);
+                });
+            }
+            Ok(Accepted::Unix(stream)) => {
+                connections.spawn(async move {
+                    serve_connection(shared, stream, String::new()).await;
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Serves one connection until it ends or the drain closes it.
+async fn serve_connection<S>(shared: Arc<Shared>, stream: S, peer: String)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let app = shared.app.clone();
+    let phase = shared.phase.clone();
+    let requests = Arc::clone(&shared.requests);
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let app = app.clone();
+        let phase = phase.clone();
+        let peer = peer.clone();
+        requests.fetch_add(1, Ordering::Relaxed);
+        async move {
+            let version = req.version();
+            let mut req = req.map(Body::new);
+            req.extensions_mut().insert(RemoteAddr(peer));
+            let mut response = call(&app, req).await;
+            if *phase.borrow() != Phase::Serving && version <= Version::HTTP_11 {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let connection = shared
+        .builder
+        .serve_connection_with_upgrades(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let mut phase = shared.phase.clone();
+    tokio::select! {
+        result = connection.as_mut() => log_end(result),
+        _ = reached(&mut phase, |p| p == Phase::Closing) => {
+            connection.as_mut().graceful_shutdown();
+            log_end(connection.await);
+        }
+    }
+}
+
+/// Waits until the phase satisfies `want` (or the server is gone).
+async fn reached(phase: &mut watch::Receiver<Phase>, want: fn(Phase) -> bool) {
+    let _ = phase.wait_for(|p| want(*p)).await;
+}
+
+fn log_end(result: Result<(), Box<dyn std::error::Error + Send + Sync>>) {
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}

@@ -1,0 +1,302 @@
+//! The worker's HTTP server on real loopback sockets: keep-alive, HTTP/2, slow and oversized
+//! requests, the connection limit, and drain.
+#![allow(clippy::unwrap_used)]
+
+use http::StatusCode;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+use worker::app::{app_fn, text, App};
+use worker::eggs::Eggs;
+use worker::server::listen::{bind, Bound};
+use worker::server::Server;
+use worker::settings::{ListenAddr, ServerSettings};
+
+/// An app: `/slow?MS` answers after MS milliseconds, anything else at once, with the path.
+fn app() -> App {
+    app_fn(|req| async move {
+        if req.uri().path() == "/slow" {
+            let ms: u64 = req.uri().query().and_then(|q| q.parse().ok()).unwrap_or(0);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        text(StatusCode::OK, format!("path={}\n", req.uri().path()))
+    })
+}
+
+fn settings(f: impl FnOnce(&mut ServerSettings)) -> ServerSettings {
+    let mut s = ServerSettings::default();
+    f(&mut s);
+    s
+}
+
+/// Binds a free loopback port.
+fn listener() -> (Vec<Bound>, SocketAddr) {
+    let bound = bind(
+        &ListenAddr::Tcp {
+            host: "127.0.0.1".into(),
+            port: 0,
+        },
+        64,
+    )
+    .unwrap();
+    let addr = match &bound[0] {
+        Bound::Tcp(l) => l.local_addr().unwrap(),
+        Bound::Unix(_) => unreachable!(),
+    };
+    (bound, addr)
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+}
+
+/// Reads one HTTP/1.1 response with a Content-Length body: (head, body).
+fn read_response(stream: &mut TcpStream) -> (String, String) {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        let n = stream.read(&mut byte).unwrap();
+        assert!(
+            n > 0,
+            "connection closed mid-head: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8(buf).unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).unwrap();
+    (head, String::from_utf8(body).unwrap())
+}
+
+fn get(stream: &mut TcpStream, path: &str) -> (String, String) {
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    read_response(stream)
+}
+
+/// Whether the server closed the connection (EOF) before `deadline`.
+fn closed_within(stream: &mut TcpStream, deadline: Duration) -> bool {
+    stream.set_read_timeout(Some(deadline)).unwrap();
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).is_ok()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn keep_alive_serves_several_requests_on_one_connection() {
+    let rt = runtime();
+    let (bound, addr) = listener();
+    let _server = rt
+        .block_on(async { Server::start(bound, app(), &ServerSettings::default()) })
+        .unwrap();
+    let mut stream = connect(addr);
+    for path in ["/a", "/b", "/c"] {
+        let (head, body) = get(&mut stream, path);
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert_eq!(body, format!("path={path}\n"));
+    }
+}
+
+#[test]
+fn http2_with_prior_knowledge() {
+    let rt = runtime();
+    let (bound, addr) = listener();
+    let _server = rt
+        .block_on(async { Server::start(bound, app(), &ServerSettings::default()) })
+        .unwrap();
+    rt.block_on(async {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let io = hyper_util::rt::TokioIo::new(stream);
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::get("http://t/h2")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let response = sender.send_request(req).await.unwrap();
+        assert_eq!(response.version(), http::Version::HTTP_2);
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(&body[..], b"path=/h2\n");
+    });
+}
+
+#[test]
+fn a_slow_client_is_cut_off_while_others_are_served() {
+    let rt = runtime();
+    let (bound, addr) = listener();
+    let s = settings(|s| s.header_timeout = Duration::from_millis(300));
+    let _server = rt
+        .block_on(async { Server::start(bound, app(), &s) })
+        .unwrap();
+    let mut slow = connect(addr);
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: ")
+        .unwrap();
+    let started = Instant::now();
+    let mut fast = connect(addr);
+    assert_eq!(get(&mut fast, "/fast").1, "path=/fast\n");
+    assert!(
+        closed_within(&mut slow, Duration::from_secs(5)),
+        "the slow client was never cut off"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn oversized_headers_get_431() {
+    let rt = runtime();
+    let (bound, addr) = listener();
+    let s = settings(|s| s.max_header_size = 8192);
+    let _server = rt
+        .block_on(async { Server::start(bound, app(), &s) })
+        .unwrap();
+    let mut stream = connect(addr);
+    let big = "x".repeat(20_000);
+    let _ = write!(stream, "GET / HTTP/1.1\r\nHost: t\r\nX-Big: {big}\r\n\r\n");
+    let (head, _) = read_response(&mut stream);
+    assert!(head.starts_with("HTTP/1.1 431"), "{head}");
+    let mut other = connect(addr);
+    assert_eq!(get(&mut other, "/ok").1, "path=/ok\n");
+}
+
+#[test]
+fn the_connection_limit_stops_accepting() {
+    let rt = runtime();
+    let (bound, addr) = listener();
+    let s = settings(|s| s.max_connections = 1);
+    let _server = rt
+        .block_on(async { Server::start(bound, app(), &s) })
+        .unwrap();
+    let mut first = connect(addr);
+    assert_eq!(get(&mut first, "/1").1, "path=/1\n");
+    // The second connection queues in the backlog until the first closes.
+    let mut second = connect(addr);
+    write!(second, "GET /2 HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    second
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    assert!(
+        second.read(&mut byte).is_err(),
+        "served beyond max_connections"
+    );
+    drop(first);
+    second
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let (head, body) = read_response(&mut second);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(body, "path=/2\n");
+}
+
+#[test]
+fn drain_finishes_in_flight_requests_and_closes_keep_alive_connections() {
+    let rt = runtime();
+    let (bound, addr) = listener();
+    let server = rt
+        .block_on(async { Server::start(bound, app(), &ServerSettings::default()) })
+        .unwrap();
+    let mut idle = connect(addr);
+    assert_eq!(get(&mut idle, "/before").1, "path=/before\n");
+    let mut busy = connect(addr);
+    write!(busy, "GET /slow?500 HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    // Wait until the slow request is in flight.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.requests() < 2 {
+        assert!(Instant::now() < deadline, "the slow request never arrived");
+        std::thread::yield_now();
+    }
+    let drained = rt.spawn(server.drain(Duration::from_secs(5), Duration::from_secs(20)));
+    // A request on a keep-alive connection during the drain is answered, with Connection: close.
+    let (head, body) = get(&mut idle, "/during");
+    assert_eq!(body, "path=/during\n");
+    assert!(
+        head.to_ascii_lowercase().contains("connection: close"),
+        "{head}"
+    );
+    assert!(closed_within(&mut idle, Duration::from_secs(5)));
+    // The in-flight request completes.
+    let (head, body) = read_response(&mut busy);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(body, "path=/slow\n");
+    let report = rt.block_on(drained).unwrap();
+    assert_eq!(report.abandoned, 0);
+    assert_eq!(report.requests, 3);
+    // Nothing accepts any more: the listener is gone.
+    assert!(TcpStream::connect(addr).is_err());
+}
+
+#[test]
+fn idle_connections_close_after_the_linger() {
+    let rt = runtime();
+    let (bound, addr) = listener();
+    let server = rt
+        .block_on(async { Server::start(bound, app(), &ServerSettings::default()) })
+        .unwrap();
+    let mut idle = connect(addr);
+    assert_eq!(get(&mut idle, "/").1, "path=/\n");
+    let started = Instant::now();
+    let report = rt.block_on(server.drain(Duration::from_millis(200), Duration::from_secs(10)));
+    assert!(closed_within(&mut idle, Duration::from_secs(5)));
+    assert_eq!(report.abandoned, 0);
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn the_tutorial_pipeline_over_a_socket() {
+    let eggs = Eggs::builtin();
+    let dir = tempfile::tempdir().unwrap();
+    let ini =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/tutorial-pipeline.ini");
+    std::fs::copy(ini, dir.path().join("p.ini")).unwrap();
+    let plan = deploy::load(
+        &eggs.registry(),
+        &deploy::Request {
+            config_uri: dir.path().join("p.ini").to_string_lossy().into_owned(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let app = worker::pipeline::build(&plan.app, &eggs).unwrap();
+    let rt = runtime();
+    let (bound, addr) = listener();
+    let _server = rt
+        .block_on(async { Server::start(bound, app, &ServerSettings::default()) })
+        .unwrap();
+    let mut stream = connect(addr);
+    write!(
+        stream,
+        "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut all = String::new();
+    stream.read_to_string(&mut all).unwrap();
+    assert!(all.starts_with("HTTP/1.1 200 OK\r\n"), "{all}");
+    assert!(
+        all.contains("\r\n\r\n14\r\nyikes: Hello world!\n\r\n0\r\n\r\n"),
+        "{all}"
+    );
+}
