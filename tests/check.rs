@@ -345,14 +345,6 @@ fn scenario_5_2_p7_relative_to_the_current_directory() {
 }
 
 #[test]
-fn the_readme_run_command_runs() {
-    let out = serve(&["configs/tutorial.ini"], &root());
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("minimal#main"));
-    assert!(stderr(&out).contains("does not serve HTTP yet"));
-}
-
-#[test]
 fn help_answers() {
     let out = serve(&["--help"], &root());
     let text = stdout(&out);

@@ -11,13 +11,30 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "serve", version, args_conflicts_with_subcommands = true)]
 #[command(
-    after_help = "Examples:\n  serve configs/tutorial.ini\n  serve check configs/production.ini\n  serve check --json deploy.ini#api http_port=8080"
+    after_help = "Examples:\n  serve configs/tutorial.ini\n  serve --bind 127.0.0.1:8000 deploy.ini\n  serve check configs/production.ini\n  serve check --json deploy.ini#api http_port=8080\n\nSignals: TERM and INT drain (finish in-flight requests, then exit); a second one exits at once."
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
     #[command(flatten)]
     pub target: Target,
+    #[command(flatten)]
+    pub overrides: Overrides,
+}
+
+/// Command-line settings that override the server section.
+#[derive(Debug, Args)]
+pub struct Overrides {
+    /// Listen on ADDR instead of what the server section says: HOST:PORT, [IPV6]:PORT,
+    /// *:PORT or unix:PATH. Repeat for several addresses. Port 0 picks a free port.
+    #[arg(short = 'b', long = "bind", value_name = "ADDR")]
+    pub bind: Vec<String>,
+    /// Runtime threads per worker (the server section's `threads`, default 1).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Seconds in-flight requests get to finish on SIGTERM (`graceful_timeout`, default 30).
+    #[arg(long = "graceful-timeout", value_name = "SECONDS")]
+    pub graceful_timeout: Option<f64>,
 }
 
 /// The subcommands.

@@ -1,11 +1,11 @@
 //! `serve`: runs the web application a PasteDeploy deployment file describes.
 //!
-//! This binary is the supervisor. Today it loads and checks the config (`serve check`, and the
-//! same validation before serving); the worker processes that serve HTTP come with the worker
-//! and supervisor issues.
+//! This binary will be the supervisor of worker processes. Today it checks configs
+//! (`serve check`) and serves one in a single process (`serve CONFIG_URI`).
 
 mod check;
 mod cli;
+mod run;
 mod tree;
 
 use clap::Parser;
@@ -17,17 +17,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Check(check)) => check::run(&check),
-        None => match resolve(&cli.target) {
-            Ok(plan) => {
-                print!("{}", tree::render(&plan));
-                eprintln!(
-                    "serve: the config is valid, but this build does not serve HTTP yet \
-                     (the worker is the next issue); `serve check` validates files meanwhile"
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => report(&e),
-        },
+        None => {
+            tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_target(false)
+                .init();
+            run::run(&cli.target, &cli.overrides)
+        }
     }
 }
 

@@ -1,0 +1,218 @@
+//! End-to-end tests of `serve CONFIG_URI`: the real binary serving the example configs on a
+//! free loopback port, answering, cutting off a slow client, and draining on SIGTERM.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// A running `serve` and the address it announced.
+struct Running {
+    child: Child,
+    addr: String,
+    log: mpsc::Receiver<String>,
+}
+
+impl Running {
+    /// Starts `serve ARGS` on a free port and waits (with a deadline) for `listening on`.
+    fn start(args: &[&str]) -> Running {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_serve"))
+            .args(["--bind", "127.0.0.1:0"])
+            .args(args)
+            .current_dir(root())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, log) = mpsc::channel();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut running = Running {
+            child,
+            addr: String::new(),
+            log,
+        };
+        let line = running.wait_for("listening on http://");
+        running.addr = line.rsplit("http://").next().unwrap().trim().to_owned();
+        running
+    }
+
+    /// The next log line containing `text`, within 20 seconds.
+    fn wait_for(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no log line with {text:?} within 20s"),
+            }
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits (with a deadline) for the process to exit; its status code.
+    fn wait_exit(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "serve did not exit within 20s");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One request with `Connection: close`; the whole response.
+fn request(addr: &str, path: &str) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+/// The body of a chunked or plain response, de-chunked.
+fn body(response: &str) -> String {
+    let (head, rest) = response.split_once("\r\n\r\n").unwrap();
+    if !head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return rest.to_owned();
+    }
+    let mut out = String::new();
+    let mut rest = rest;
+    loop {
+        let (size, after) = rest.split_once("\r\n").unwrap();
+        let size = usize::from_str_radix(size.trim(), 16).unwrap();
+        if size == 0 {
+            return out;
+        }
+        out.push_str(&after[..size]);
+        rest = &after[size + 2..];
+    }
+}
+
+#[test]
+fn the_readme_command_serves_the_tutorial_app_and_drains_on_sigterm() {
+    let mut serve = Running::start(&["configs/tutorial.ini"]);
+    let response = request(&serve.addr, "/");
+    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+    assert!(
+        response
+            .to_ascii_lowercase()
+            .contains("content-type: text/plain\r\n"),
+        "{response}"
+    );
+    assert_eq!(body(&response), "Hello world!\n");
+    serve.signal("TERM");
+    serve.wait_for("SIGTERM: draining");
+    assert_eq!(serve.wait_exit(), Some(0));
+}
+
+#[test]
+fn the_tutorial_pipeline_prefixes_the_body() {
+    let serve = Running::start(&["configs/tutorial-pipeline.ini"]);
+    assert_eq!(body(&request(&serve.addr, "/")), "yikes: Hello world!\n");
+}
+
+#[test]
+fn the_production_example_routes_by_prefix() {
+    let serve = Running::start(&["configs/production.ini"]);
+    assert_eq!(body(&request(&serve.addr, "/")), "Example: Hello world!\n");
+    assert_eq!(body(&request(&serve.addr, "/api/x")), "Hello world!\n");
+}
+
+#[test]
+fn a_slowloris_client_is_cut_off_while_others_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let ini = dir.path().join("slow.ini");
+    std::fs::write(&ini, "[app:main]\nuse = egg:minimal\n[server:main]\nuse = egg:serve#http\nheader_timeout = 0.5\n").unwrap();
+    let serve = Running::start(&[ini.to_str().unwrap()]);
+    let mut slow = TcpStream::connect(&serve.addr).unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Dribble: a")
+        .unwrap();
+    let started = Instant::now();
+    for _ in 0..3 {
+        assert_eq!(body(&request(&serve.addr, "/")), "Hello world!\n");
+    }
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut rest = Vec::new();
+    let closed = slow.read_to_end(&mut rest).is_ok();
+    assert!(
+        closed && started.elapsed() < Duration::from_secs(10),
+        "the slow client was not cut off"
+    );
+    assert!(!String::from_utf8_lossy(&rest).contains("200 OK"));
+}
+
+#[test]
+fn a_second_signal_exits_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let ini = dir.path().join("t.ini");
+    std::fs::write(&ini, "[app:main]\nuse = egg:minimal\n").unwrap();
+    let mut serve = Running::start(&["--graceful-timeout", "60", ini.to_str().unwrap()]);
+    // Hold a connection open mid-request so the drain has something to wait for.
+    let mut open = TcpStream::connect(&serve.addr).unwrap();
+    open.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+    serve.signal("INT");
+    serve.wait_for("SIGINT: draining");
+    serve.signal("INT");
+    assert_eq!(serve.wait_exit(), Some(1));
+}
+
+#[test]
+fn an_address_in_use_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_serve"))
+        .args(["--bind", &addr, "configs/tutorial.ini"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("error: cannot listen on {addr}: ")),
+        "{stderr}"
+    );
+}
