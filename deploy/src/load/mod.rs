@@ -26,9 +26,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 /// How deep sections may refer to sections (`use`, `next`, pipelines, filter-with,
-/// composites) before the load gives up; real files nest a handful of levels, and PasteDeploy
-/// itself hits Python's recursion limit at about 500.
-pub const MAX_NESTING: usize = 200;
+/// composites) before the load gives up with an error instead of exhausting the stack. Real
+/// files nest a handful of levels; PasteDeploy stops at Python's recursion limit.
+pub const MAX_NESTING: usize = 64;
 
 /// One load of one or more deployment files.
 #[derive(Debug)]
