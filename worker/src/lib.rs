@@ -5,6 +5,7 @@ pub mod app;
 pub mod body;
 pub mod conf;
 pub mod eggs;
+pub mod identity;
 pub mod pipeline;
 pub mod server;
 pub mod settings;

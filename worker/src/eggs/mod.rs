@@ -13,6 +13,7 @@
 pub mod cascade;
 pub mod minimal;
 pub mod prefix;
+pub mod serve;
 pub mod urlmap;
 
 use crate::app::{App, Filter};
@@ -106,6 +107,7 @@ impl Eggs {
         urlmap::register(&mut eggs);
         cascade::register(&mut eggs);
         prefix::register(&mut eggs);
+        serve::register(&mut eggs);
         crate::settings::register(&mut eggs);
         eggs
     }
