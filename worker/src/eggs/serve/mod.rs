@@ -2,6 +2,7 @@
 //! Their keys are documented in `docs/eggs.md`.
 
 pub mod debug;
+pub mod files;
 pub mod headers;
 pub mod limits;
 
@@ -10,6 +11,7 @@ use super::Eggs;
 /// Registers every `serve#...` egg.
 pub fn register(eggs: &mut Eggs) {
     debug::register(eggs);
+    files::register(eggs);
     headers::register(eggs);
     limits::register(eggs);
 }
