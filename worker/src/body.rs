@@ -71,3 +71,28 @@ impl http_body::Body for Body {
 pub fn full(data: impl Into<Bytes>) -> Body {
     Body::full(data)
 }
+
+/// A body that yields `chunks` one frame at a time (each poll returns the next).
+pub fn chunks(chunks: impl IntoIterator<Item = Bytes>) -> Body {
+    Body::new(Chunks(chunks.into_iter().collect()))
+}
+
+/// The body behind [`chunks`].
+#[derive(Debug)]
+struct Chunks(std::collections::VecDeque<Bytes>);
+
+impl http_body::Body for Chunks {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Poll::Ready(self.0.pop_front().map(|chunk| Ok(Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_empty()
+    }
+}

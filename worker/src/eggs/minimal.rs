@@ -9,16 +9,13 @@
 
 use super::Eggs;
 use crate::app::{app_fn, App, Filter};
-use crate::body::{Body, BoxError};
+use crate::body::Body;
 use crate::conf::ConfExt;
 use bytes::Bytes;
 use deploy::registry::Protocol;
 use http::{header, HeaderValue, Request, Response};
-use http_body::Frame;
 use http_body_util::BodyExt;
-use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower::util::BoxCloneSyncService;
@@ -81,34 +78,9 @@ impl tower::Service<Request<Body>> for AlternateApp {
     }
 }
 
-/// A body that yields its chunks one frame at a time, as the tutorial's `AppClass` iterates.
-#[derive(Debug)]
-pub struct Chunks(VecDeque<Bytes>);
-
-/// A streaming body of `parts`.
-pub fn chunks<I: IntoIterator<Item = &'static str>>(parts: I) -> Body {
-    Body::new(Chunks(
-        parts
-            .into_iter()
-            .map(|s| Bytes::from_static(s.as_bytes()))
-            .collect(),
-    ))
-}
-
-impl http_body::Body for Chunks {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Poll::Ready(self.0.pop_front().map(|chunk| Ok(Frame::data(chunk))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.0.is_empty()
-    }
+/// A streaming body of `parts`, one chunk per frame.
+fn chunks<I: IntoIterator<Item = &'static str>>(parts: I) -> Body {
+    crate::body::chunks(parts.into_iter().map(|s| Bytes::from_static(s.as_bytes())))
 }
 
 /// `SimpleMiddleware`: every data chunk of the response gets `prefix` in front.

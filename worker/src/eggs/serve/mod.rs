@@ -5,6 +5,7 @@ pub mod debug;
 pub mod files;
 pub mod headers;
 pub mod limits;
+pub mod proxy;
 
 use super::Eggs;
 
@@ -14,6 +15,7 @@ pub fn register(eggs: &mut Eggs) {
     files::register(eggs);
     headers::register(eggs);
     limits::register(eggs);
+    proxy::register(eggs);
 }
 
 /// A size in bytes: a number with an optional `k`, `m` or `g` suffix (powers of 1024).
