@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "serve", version, args_conflicts_with_subcommands = true)]
 #[command(
-    after_help = "Examples:\n  serve configs/tutorial.ini\n  serve --bind 127.0.0.1:8000 deploy.ini\n  serve check configs/production.ini\n  serve check --json deploy.ini#api http_port=8080\n\nSignals: TERM and INT drain (finish in-flight requests, then exit); a second one exits at once."
+    after_help = "Examples:\n  serve configs/tutorial.ini\n  serve --bind 127.0.0.1:8000 deploy.ini\n  serve check configs/production.ini\n  serve check --json deploy.ini#api http_port=8080\n\nSignals: TERM and INT drain (finish in-flight requests, then exit); a second one exits at once. USR1 reopens log files."
 )]
 pub struct Cli {
     #[command(subcommand)]

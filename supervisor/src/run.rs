@@ -62,14 +62,29 @@ fn serve(target: &Target, overrides: &Overrides) -> Result<(), String> {
     runtime.block_on(async move {
         let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
         let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+        let mut reopen = signal(SignalKind::user_defined1()).map_err(|e| e.to_string())?;
         let names: Vec<String> = listeners.iter().map(Bound::describe).collect();
         let server = Server::start(listeners, app, &settings).map_err(|e| e.to_string())?;
         for name in names {
             tracing::info!("listening on {name}");
         }
-        tokio::select! {
-            _ = terminate.recv() => tracing::info!("SIGTERM: draining (up to {:?})", settings.graceful_timeout),
-            _ = interrupt.recv() => tracing::info!("SIGINT: draining (up to {:?})", settings.graceful_timeout),
+        loop {
+            tokio::select! {
+                _ = terminate.recv() => {
+                    tracing::info!("SIGTERM: draining (up to {:?})", settings.graceful_timeout);
+                    break;
+                }
+                _ = interrupt.recv() => {
+                    tracing::info!("SIGINT: draining (up to {:?})", settings.graceful_timeout);
+                    break;
+                }
+                _ = reopen.recv() => {
+                    for (path, error) in worker::eggs::serve::accesslog::reopen_all() {
+                        tracing::error!("cannot reopen {}: {error}", path.display());
+                    }
+                    tracing::info!("SIGUSR1: log files reopened");
+                }
+            }
         }
         let drain = server.drain(LINGER, settings.graceful_timeout);
         tokio::select! {

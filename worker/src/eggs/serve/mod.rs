@@ -1,6 +1,7 @@
 //! The `serve` distribution: the production eggs that ship with `serve` (`egg:serve#NAME`).
 //! Their keys are documented in `docs/eggs.md`.
 
+pub mod accesslog;
 pub mod debug;
 pub mod files;
 pub mod headers;
@@ -11,6 +12,7 @@ use super::Eggs;
 
 /// Registers every `serve#...` egg.
 pub fn register(eggs: &mut Eggs) {
+    accesslog::register(eggs);
     debug::register(eggs);
     files::register(eggs);
     headers::register(eggs);
