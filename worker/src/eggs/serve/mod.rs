@@ -2,6 +2,7 @@
 //! Their keys are documented in `docs/eggs.md`.
 
 pub mod accesslog;
+pub mod auth;
 pub mod debug;
 pub mod files;
 pub mod headers;
@@ -13,6 +14,7 @@ use super::Eggs;
 /// Registers every `serve#...` egg.
 pub fn register(eggs: &mut Eggs) {
     accesslog::register(eggs);
+    auth::register(eggs);
     debug::register(eggs);
     files::register(eggs);
     headers::register(eggs);
