@@ -201,6 +201,9 @@ fn broken_files_name_the_file_and_line_on_the_first_line_of_stderr() {
         ("[pipeline:main]\npipeline = main\n", "error: deploy.ini:1: reference cycle: [pipeline:main] (deploy.ini:1) -> [pipeline:main] (deploy.ini:1)"),
         ("[composite:main]\nuse = egg:Paste#urlmap\nfoo = main\n", "error: deploy.ini:1: [composite:main] (Paste#urlmap): mount key 'foo': URL fragments must start with / or http://"),
         ("[app:other]\nuse = egg:minimal\n", "error: No section 'main' (prefixed by 'app'"),
+        ("[app:main]\nuse = egg:minimal\nuse_class = maybe\n", "error: deploy.ini:3: [app:main] minimal#main: use_class: String is not true/false"),
+        ("[app:main]\nuse = egg:serve#static\nroot = /nonexistent\n", "error: deploy.ini:3: [app:main] serve#static: root: /nonexistent is not a directory"),
+        ("[app:main]\nuse = egg:minimal\n[server:main]\nuse = egg:serve#http\nport = http\n", "error: deploy.ini:5: [server:main] serve#http: port: 'http' is not a port number"),
     ];
     for (text, want) in cases {
         let (line, code) = first_error_line(text);

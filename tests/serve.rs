@@ -216,3 +216,118 @@ fn an_address_in_use_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+/// Sends raw request bytes on a new connection; the whole response.
+fn raw(addr: &str, request: &str) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+#[test]
+fn the_static_egg_refuses_escapes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("public")).unwrap();
+    std::fs::write(dir.path().join("public/ok.txt"), "public\n").unwrap();
+    std::fs::write(dir.path().join("secret.txt"), "SECRET\n").unwrap();
+    let ini = dir.path().join("static.ini");
+    std::fs::write(&ini, "[app:main]\nuse = egg:serve#static\nroot = public\n").unwrap();
+    let serve = Running::start(&[ini.to_str().unwrap()]);
+    assert_eq!(body(&request(&serve.addr, "/ok.txt")), "public\n");
+    for path in [
+        "/../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/%2E%2E%2Fsecret.txt",
+        "/..%2fsecret.txt",
+        "/ok.txt/../../secret.txt",
+        "//../secret.txt",
+    ] {
+        let response = raw(
+            &serve.addr,
+            &format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
+        );
+        assert!(
+            !response.contains("SECRET"),
+            "{path} escaped the root:\n{response}"
+        );
+        assert!(response.starts_with("HTTP/1.1 4"), "{path}: {response}");
+    }
+}
+
+#[test]
+fn the_site_example_serves_files_health_and_a_proxied_api_streaming_a_large_body() {
+    // The upstream: another serve, serving a 16 MiB file.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    let big: Vec<u8> = (0..16 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(dir.path().join("data/big.bin"), &big).unwrap();
+    let ini = dir.path().join("upstream.ini");
+    std::fs::write(&ini, "[app:main]\nuse = egg:serve#static\nroot = data\n").unwrap();
+    let upstream = Running::start(&[ini.to_str().unwrap()]);
+    let site = Running::start(&[
+        "configs/site.ini",
+        &format!("api_upstream=http://{}", upstream.addr),
+    ]);
+
+    let page = request(&site.addr, "/");
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    let lower = page.to_ascii_lowercase();
+    assert!(
+        lower.contains("x-content-type-options: nosniff")
+            && lower.contains("x-frame-options: deny"),
+        "{page}"
+    );
+    assert!(lower.contains("x-request-id: "), "{page}");
+    assert!(body(&page).contains("<h1>It works.</h1>"));
+    assert!(body(&request(&site.addr, "/healthz")).starts_with("{\"status\":\"ok\""));
+
+    // The 16 MiB body, through urlmap, limit, timeout and proxy, arrives whole.
+    let mut stream = TcpStream::connect(&site.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /api/big.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&response[..split]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let payload = &response[split + 4..];
+    let received = if head.contains("transfer-encoding: chunked") {
+        dechunk(payload)
+    } else {
+        payload.to_vec()
+    };
+    assert_eq!(received.len(), big.len());
+    assert!(
+        received == big,
+        "the body changed on its way through the proxy"
+    );
+    // The access log saw the requests.
+    site.wait_for("\"GET /api/big.bin HTTP/1.1\" 200 16777216");
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&data[..line_end]).unwrap().trim(), 16)
+                .unwrap();
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&data[..size]);
+        data = &data[size + 2..];
+    }
+}

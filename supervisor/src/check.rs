@@ -1,5 +1,5 @@
-//! `serve check`: loads deployment files without serving them and prints each pipeline, as a
-//! tree or as JSON, or the error with its file and line.
+//! `serve check`: loads deployment files and builds their pipelines without serving them, and
+//! prints each pipeline, as a tree or as JSON, or the error with its file and line.
 
 use crate::cli::Check;
 use crate::tree;
@@ -12,7 +12,8 @@ pub fn run(check: &Check) -> ExitCode {
     if configs.is_empty() {
         return crate::report("You must give a config file (serve check [OPTIONS] CONFIG_URI...; see serve check --help)");
     }
-    let registry = worker::eggs::registry();
+    let eggs = worker::eggs::Eggs::builtin();
+    let registry = eggs.registry();
     let several = configs.len() > 1;
     let mut status = ExitCode::SUCCESS;
     for config_uri in configs {
@@ -22,7 +23,16 @@ pub fn run(check: &Check) -> ExitCode {
             server_name: check.server_name.clone(),
             vars: vars.clone(),
         };
-        match load(&registry, &request) {
+        let checked = load(&registry, &request)
+            .map_err(|e| e.to_string())
+            .and_then(|plan| {
+                // Build what a worker would build, so bad egg settings fail here too (like nginx -t).
+                worker::pipeline::build(&plan.app, &eggs).map_err(|e| e.to_string())?;
+                worker::pipeline::build_server(plan.server.as_ref(), &eggs)
+                    .map_err(|e| e.to_string())?;
+                Ok(plan)
+            });
+        match checked {
             Ok(plan) if check.json => println!("{}", json(&plan, several)),
             Ok(plan) => {
                 print!("{}", tree::render(&plan));
@@ -31,7 +41,7 @@ pub fn run(check: &Check) -> ExitCode {
                     println!();
                 }
             }
-            Err(e) => status = crate::report(&e.to_string()),
+            Err(e) => status = crate::report(&e),
         }
     }
     status
