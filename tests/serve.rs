@@ -21,12 +21,19 @@ struct Running {
     child: Child,
     addr: String,
     log: mpsc::Receiver<String>,
+    /// Every log line received so far.
+    history: std::cell::RefCell<Vec<String>>,
 }
 
 impl Running {
     /// Starts `serve ARGS` on a free port and waits (with a deadline) for `listening on`.
     fn start(args: &[&str]) -> Running {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_serve"))
+        Running::start_binary(Path::new(env!("CARGO_BIN_EXE_serve")), args)
+    }
+
+    /// Starts `BINARY ARGS` (a program with serve's command line) on a free port.
+    fn start_binary(binary: &Path, args: &[&str]) -> Running {
+        let mut child = Command::new(binary)
             .args(["--bind", "127.0.0.1:0"])
             .args(args)
             .current_dir(root())
@@ -46,21 +53,32 @@ impl Running {
             child,
             addr: String::new(),
             log,
+            history: Default::default(),
         };
         let line = running.wait_for("listening on http://");
         running.addr = line.rsplit("http://").next().unwrap().trim().to_owned();
         running
     }
 
-    /// The next log line containing `text`, within 20 seconds.
+    /// A log line containing `text`, logged so far or within 20 seconds.
     fn wait_for(&self, text: &str) -> String {
+        if let Some(line) = self.history.borrow().iter().find(|l| l.contains(text)) {
+            return line.clone();
+        }
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.log.recv_timeout(left) {
-                Ok(line) if line.contains(text) => return line,
-                Ok(_) => {}
-                Err(_) => panic!("no log line with {text:?} within 20s"),
+                Ok(line) => {
+                    self.history.borrow_mut().push(line.clone());
+                    if line.contains(text) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no log line with {text:?} within 20s; seen:\n{}",
+                    self.history.borrow().join("\n")
+                ),
             }
         }
     }
@@ -285,6 +303,18 @@ fn the_site_example_serves_files_health_and_a_proxied_api_streaming_a_large_body
     assert!(lower.contains("x-request-id: "), "{page}");
     assert!(body(&page).contains("<h1>It works.</h1>"));
     assert!(body(&request(&site.addr, "/healthz")).starts_with("{\"status\":\"ok\""));
+    // What the files lack falls through the cascade to the tutorial app.
+    assert_eq!(
+        body(&request(&site.addr, "/no-such-file")),
+        "Hello world!\n"
+    );
+    // The request dump is for operators.
+    assert!(request(&site.addr, "/debug/").starts_with("HTTP/1.1 401"));
+    let dump = raw(&site.addr, "GET /debug/x HTTP/1.1\r\nHost: t\r\nAuthorization: Basic ZGVtbzpVKlU=\r\nConnection: close\r\n\r\n");
+    assert!(
+        body(&dump).starts_with("GET /x HTTP/1.1\nscript_name: \"/debug\"\npath_info: \"/x\"\n"),
+        "{dump}"
+    );
 
     // The 16 MiB body, through urlmap, limit, timeout and proxy, arrives whole.
     let mut stream = TcpStream::connect(&site.addr).unwrap();
@@ -314,6 +344,7 @@ fn the_site_example_serves_files_health_and_a_proxied_api_streaming_a_large_body
     );
     // The access log saw the requests.
     site.wait_for("\"GET /api/big.bin HTTP/1.1\" 200 16777216");
+    site.wait_for("- demo [");
 }
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
@@ -330,4 +361,79 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
         out.extend_from_slice(&data[..size]);
         data = &data[size + 2..];
     }
+}
+
+#[test]
+fn an_embedding_program_serves_its_axum_app_behind_a_built_in_filter() {
+    // `cargo test` builds the examples next to the binaries.
+    let example = Path::new(env!("CARGO_BIN_EXE_serve"))
+        .parent()
+        .unwrap()
+        .join("examples/axum_app");
+    assert!(example.exists(), "{} was not built", example.display());
+    let check = Command::new(&example)
+        .args(["check", "examples/axum.ini"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(String::from_utf8_lossy(&check.stdout)
+        .contains("myapp#main (paste.app_factory)  [app:hello]"));
+    let serve = Running::start_binary(&example, &["examples/axum.ini"]);
+    let response = request(&serve.addr, "/hello?name=Ada");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(
+        response.to_ascii_lowercase().contains("x-served-by: serve"),
+        "{response}"
+    );
+    assert_eq!(body(&response), "Bonjour, Ada!\n");
+    assert!(request(&serve.addr, "/nope").starts_with("HTTP/1.1 404"));
+}
+
+#[test]
+fn sigusr1_reopens_the_access_log_and_unknown_server_keys_are_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let ini = dir.path().join("log.ini");
+    std::fs::write(
+        &ini,
+        "[app:hello]\nuse = egg:minimal\n[filter:log]\nuse = egg:serve#accesslog\nfile = access.log\n\
+         [pipeline:main]\npipeline = log hello\n[server:main]\nuse = egg:waitress#main\nurl_scheme = https\n",
+    )
+    .unwrap();
+    let serve = Running::start(&["--threads", "2", ini.to_str().unwrap()]);
+    serve.wait_for("log.ini:10: `url_scheme` is a setting of another server; serve ignores it");
+    let log = dir.path().join("access.log");
+    assert_eq!(body(&request(&serve.addr, "/first")), "Hello world!\n");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("GET /first")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the first line never reached the log"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::fs::rename(&log, dir.path().join("access.log.1")).unwrap();
+    serve.signal("USR1");
+    serve.wait_for("SIGUSR1: log files reopened");
+    assert_eq!(body(&request(&serve.addr, "/second")), "Hello world!\n");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("GET /second")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the reopened log never got the second line"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let rotated = std::fs::read_to_string(dir.path().join("access.log.1")).unwrap();
+    assert!(rotated.contains("GET /first") && !rotated.contains("GET /second"));
 }

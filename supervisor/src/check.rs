@@ -5,14 +5,14 @@ use crate::cli::Check;
 use crate::tree;
 use deploy::{load, Plan, Request};
 use std::process::ExitCode;
+use worker::eggs::Eggs;
 
 /// Runs `serve check`; the status is a failure if any file is invalid.
-pub fn run(check: &Check) -> ExitCode {
+pub fn run(check: &Check, eggs: &Eggs) -> ExitCode {
     let (configs, vars) = check.split_args();
     if configs.is_empty() {
         return crate::report("You must give a config file (serve check [OPTIONS] CONFIG_URI...; see serve check --help)");
     }
-    let eggs = worker::eggs::Eggs::builtin();
     let registry = eggs.registry();
     let several = configs.len() > 1;
     let mut status = ExitCode::SUCCESS;
@@ -27,8 +27,8 @@ pub fn run(check: &Check) -> ExitCode {
             .map_err(|e| e.to_string())
             .and_then(|plan| {
                 // Build what a worker would build, so bad egg settings fail here too (like nginx -t).
-                worker::pipeline::build(&plan.app, &eggs).map_err(|e| e.to_string())?;
-                worker::pipeline::build_server(plan.server.as_ref(), &eggs)
+                worker::pipeline::build(&plan.app, eggs).map_err(|e| e.to_string())?;
+                worker::pipeline::build_server(plan.server.as_ref(), eggs)
                     .map_err(|e| e.to_string())?;
                 Ok(plan)
             });

@@ -17,19 +17,18 @@ use worker::settings::{ListenAddr, ServerSettings, DEFAULT_PORT};
 const LINGER: Duration = Duration::from_secs(1);
 
 /// Runs the server; the exit status says whether it started and drained cleanly.
-pub fn run(target: &Target, overrides: &Overrides) -> ExitCode {
-    match serve(target, overrides) {
+pub fn run(target: &Target, overrides: &Overrides, eggs: &Eggs) -> ExitCode {
+    match serve(target, overrides, eggs) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => crate::report(&message),
     }
 }
 
-fn serve(target: &Target, overrides: &Overrides) -> Result<(), String> {
-    let plan = crate::resolve(target)?;
-    let eggs = Eggs::builtin();
-    let app = worker::pipeline::build(&plan.app, &eggs).map_err(|e| e.to_string())?;
+fn serve(target: &Target, overrides: &Overrides, eggs: &Eggs) -> Result<(), String> {
+    let plan = crate::resolve(target, eggs)?;
+    let app = worker::pipeline::build(&plan.app, eggs).map_err(|e| e.to_string())?;
     let mut settings =
-        worker::pipeline::build_server(plan.server.as_ref(), &eggs).map_err(|e| e.to_string())?;
+        worker::pipeline::build_server(plan.server.as_ref(), eggs).map_err(|e| e.to_string())?;
     apply(&mut settings, overrides)?;
     if let Some(server) = &plan.server {
         for key in &settings.ignored {

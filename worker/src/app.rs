@@ -31,6 +31,42 @@ where
     }))
 }
 
+/// An app from any tower service that never fails and answers with any body of `Bytes`
+/// frames: an axum `Router`, a `tower::service_fn`, a tower-http service...
+pub fn from_service<S, B>(service: S) -> App
+where
+    S: tower::Service<Request<Body>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<crate::body::BoxError>,
+{
+    BoxCloneSyncService::new(
+        tower::ServiceBuilder::new()
+            .map_response(|response: Response<B>| response.map(Body::new))
+            .service(service),
+    )
+}
+
+/// A filter from a tower `Layer` whose services never fail.
+pub fn from_layer<L, B>(layer: L) -> Filter
+where
+    L: tower::Layer<App> + Send + Sync + 'static,
+    L::Service: tower::Service<Request<Body>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    <L::Service as tower::Service<Request<Body>>>::Future: Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<crate::body::BoxError>,
+{
+    Arc::new(move |app: App| from_service(layer.layer(app)))
+}
+
 /// Calls an app once (apps are always ready and never fail).
 pub fn call(
     app: &App,

@@ -1,0 +1,71 @@
+//! `serve`: runs the web application a PasteDeploy deployment file describes.
+//!
+//! The `serve` binary is [`main_with`] over the built-in eggs. A program that embeds `serve`
+//! registers its own eggs (any tower service or axum `Router` as an app factory, any tower
+//! `Layer` as a filter factory) on [`Eggs::builtin`] and calls [`main_with`]: it gets the whole
+//! command line (`check`, serving, signals) with its eggs usable from deployment files:
+//!
+//! ```no_run
+//! use serve::{app::from_service, Eggs};
+//! fn main() -> std::process::ExitCode {
+//!     let mut eggs = Eggs::builtin();
+//!     eggs.app("myapp", "main", |_global, _local| {
+//!         Ok(from_service(tower::service_fn(|_req| async {
+//!             Ok::<_, std::convert::Infallible>(http::Response::new(serve::body::full("hi\n")))
+//!         })))
+//!     });
+//!     serve::main_with(eggs)
+//! }
+//! ```
+
+mod check;
+mod cli;
+mod run;
+mod tree;
+
+use clap::Parser;
+use cli::{Cli, Command, Target};
+use deploy::{load, Plan, Request};
+use std::process::ExitCode;
+
+pub use deploy;
+pub use worker::eggs::{Children, Eggs};
+pub use worker::{app, body, conf, pipeline, settings};
+
+/// Runs the `serve` command line (from `std::env::args`) with `eggs`.
+pub fn main_with(eggs: Eggs) -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Check(check)) => check::run(&check, &eggs),
+        None => {
+            tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_target(false)
+                .init();
+            run::run(&cli.target, &cli.overrides, &eggs)
+        }
+    }
+}
+
+/// Loads the plan that `serve [OPTIONS] CONFIG_URI [VAR=VALUE ...]` names.
+fn resolve(target: &Target, eggs: &Eggs) -> Result<Plan, String> {
+    let Some(config_uri) = target.config_uri.clone() else {
+        return Err(
+            "You must give a config file (serve [OPTIONS] CONFIG_URI; see serve --help)".into(),
+        );
+    };
+    let request = Request {
+        config_uri,
+        app_name: target.app_name.clone(),
+        server_name: target.server_name.clone(),
+        vars: target.vars.clone(),
+    };
+    load(&eggs.registry(), &request).map_err(|e| e.to_string())
+}
+
+/// Prints an error as `error: PATH:LINE: message` and returns the failure status.
+fn report(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::FAILURE
+}
