@@ -99,7 +99,7 @@ pub struct ServerSettings {
     pub max_requests: u64,
     /// Up to this many more, at random, so workers do not recycle together.
     pub max_requests_jitter: u64,
-    /// How long an idle keep-alive connection stays open.
+    /// How long an idle keep-alive connection stays open (see [`ServerSettings::head_timeout`]).
     pub keepalive: Duration,
     /// The listen backlog.
     pub backlog: u32,
@@ -184,6 +184,13 @@ fn count(local: &Conf, key: &str, default: i64, min: i64) -> Result<i64, EggErro
 }
 
 impl ServerSettings {
+    /// How long a connection may wait for (the rest of) a request head. hyper times an idle
+    /// keep-alive connection and a slow request head with the same timer, so this is the
+    /// shorter of `header_timeout` and `keepalive`.
+    pub fn head_timeout(&self) -> Duration {
+        self.header_timeout.min(self.keepalive)
+    }
+
     /// Reads a server section's `local_conf`.
     pub fn from_conf(local: &Conf) -> Result<ServerSettings, EggError> {
         let defaults = ServerSettings::default();
@@ -354,6 +361,16 @@ mod tests {
             (1000, 50, 64)
         );
         assert_eq!(s.ignored, ["proc_name"]);
+    }
+
+    #[test]
+    fn one_timer_for_idle_and_slow_heads() {
+        let s = ServerSettings::from_conf(&conf(&[("keepalive", "2"), ("header_timeout", "10")]))
+            .unwrap();
+        assert_eq!(s.head_timeout(), Duration::from_secs(2));
+        let s = ServerSettings::from_conf(&conf(&[("keepalive", "75"), ("header_timeout", "10")]))
+            .unwrap();
+        assert_eq!(s.head_timeout(), Duration::from_secs(10));
     }
 
     #[test]

@@ -149,6 +149,7 @@ fn a_slow_client_is_cut_off_while_others_are_served() {
     let rt = runtime();
     let (bound, addr) = listener();
     let s = settings(|s| s.header_timeout = Duration::from_millis(300));
+    assert_eq!(s.head_timeout(), Duration::from_millis(300));
     let _server = rt
         .block_on(async { Server::start(bound, app(), &s) })
         .unwrap();
@@ -298,5 +299,23 @@ fn the_tutorial_pipeline_over_a_socket() {
     assert!(
         all.contains("\r\n\r\n14\r\nyikes: Hello world!\n\r\n0\r\n\r\n"),
         "{all}"
+    );
+}
+
+#[test]
+fn idle_keep_alive_connections_close_after_keepalive() {
+    let rt = runtime();
+    let (bound, addr) = listener();
+    let s = settings(|s| s.keepalive = Duration::from_millis(300));
+    let _server = rt
+        .block_on(async { Server::start(bound, app(), &s) })
+        .unwrap();
+    let mut stream = connect(addr);
+    assert_eq!(get(&mut stream, "/").1, "path=/\n");
+    let idle_since = Instant::now();
+    assert!(closed_within(&mut stream, Duration::from_secs(5)));
+    assert!(
+        idle_since.elapsed() >= Duration::from_millis(250),
+        "closed before keepalive passed"
     );
 }

@@ -79,7 +79,7 @@ impl Server {
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(settings.header_timeout)
+            .header_read_timeout(settings.head_timeout())
             .max_buf_size(settings.max_header_size.max(8192))
             .keep_alive(true);
         builder
