@@ -95,6 +95,16 @@ impl Protocol {
         }
     }
 
+    /// The other spelling of the same group: `composite` and the legacy `composit` name the
+    /// same factories.
+    pub fn alias(self) -> Option<Protocol> {
+        match self {
+            Protocol::CompositFactory => Some(Protocol::CompositeFactory),
+            Protocol::CompositeFactory => Some(Protocol::CompositFactory),
+            _ => None,
+        }
+    }
+
     /// Whether the factory receives a loader to build the apps it names.
     pub fn is_composite(self) -> bool {
         matches!(self, Protocol::CompositeFactory | Protocol::CompositFactory)

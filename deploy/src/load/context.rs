@@ -558,15 +558,10 @@ impl Loader<'_> {
         let Target::Call(spec) = target else {
             return Ok(());
         };
-        let alias = match protocol {
-            Protocol::CompositFactory => Some(Protocol::CompositeFactory),
-            Protocol::CompositeFactory => Some(Protocol::CompositFactory),
-            _ => None,
-        };
         let entry = self
             .registry
             .symbol(spec, protocol)
-            .or_else(|| alias.and_then(|a| self.registry.symbol(spec, a)));
+            .or_else(|| protocol.alias().and_then(|a| self.registry.symbol(spec, a)));
         match entry {
             Some(entry) => {
                 *target = Target::Entry(entry, Some(spec.clone()));

@@ -226,12 +226,7 @@ impl Eggs {
         let key = (dist.to_owned(), protocol, name.to_owned());
         self.factories.get(&key).or_else(|| {
             // The legacy `composit` group names the same composites.
-            let alias = match protocol {
-                Protocol::CompositFactory => Protocol::CompositeFactory,
-                Protocol::CompositeFactory => Protocol::CompositFactory,
-                _ => return None,
-            };
-            self.factories.get(&(key.0, alias, key.2))
+            self.factories.get(&(key.0, protocol.alias()?, key.2))
         })
     }
 
