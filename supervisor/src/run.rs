@@ -47,6 +47,15 @@ fn serve(target: &Target, overrides: &Overrides, eggs: &Eggs) -> Result<(), Stri
     for addr in &settings.listen {
         listeners.extend(bind(addr, settings.backlog).map_err(|e| e.to_string())?);
     }
+    let sockets: Vec<std::path::PathBuf> = settings
+        .listen
+        .iter()
+        .filter_map(|a| match a {
+            ListenAddr::Unix(path) => Some(path.clone()),
+            ListenAddr::Tcp { .. } => None,
+        })
+        .collect();
+    let _remove_sockets = RemoveOnDrop(sockets);
     let runtime = if settings.threads > 1 {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(settings.threads)
@@ -98,6 +107,17 @@ fn serve(target: &Target, overrides: &Overrides, eggs: &Eggs) -> Result<(), Stri
             _ = interrupt.recv() => Err("second SIGINT: exiting without waiting".to_owned()),
         }
     })
+}
+
+/// Removes the unix socket files this process created when it exits.
+struct RemoveOnDrop(Vec<std::path::PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 /// Lays the command line's settings over the server section's.

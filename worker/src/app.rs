@@ -94,24 +94,22 @@ pub struct Mount {
 }
 
 impl Mount {
-    /// The request's mount: the one a composite set, or the root and the URI's path.
+    /// The request's mount: the one a composite set, or the root and the URI's path,
+    /// percent-decoded as WSGI's `PATH_INFO` is.
     pub fn of<B>(req: &Request<B>) -> Mount {
         req.extensions()
             .get::<Mount>()
             .cloned()
             .unwrap_or_else(|| Mount {
                 script_name: String::new(),
-                path_info: req.uri().path().to_owned(),
+                path_info: deploy::uri::percent_decode(req.uri().path(), false),
             })
     }
 
-    /// Stores the mount in the request and makes the URI's path `path_info`.
+    /// Stores the mount in the request and makes the URI's path `path_info` (encoded again).
     pub fn apply<B>(self, req: &mut Request<B>) {
-        let path = if self.path_info.is_empty() {
-            "/"
-        } else {
-            &self.path_info
-        };
+        let encoded = encode_path(&self.path_info);
+        let path = if encoded.is_empty() { "/" } else { &encoded };
         let path_and_query = match req.uri().query() {
             Some(query) => format!("{path}?{query}"),
             None => path.to_owned(),
@@ -125,6 +123,20 @@ impl Mount {
         }
         req.extensions_mut().insert(self);
     }
+}
+
+/// Percent-encodes what may not stand in a URI path (RFC 3986 `pchar` and `/` stay).
+fn encode_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for byte in path.bytes() {
+        let keep = byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&byte);
+        if keep {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// A plain-text response.

@@ -98,6 +98,7 @@ fn build_node(node: &Node, eggs: &Eggs) -> Result<App, BuildError> {
     match node {
         Node::App(factory) => match code(eggs, factory)? {
             Factory::App(make) => make(&factory.global_conf, &factory.local_conf)
+                .map(guard)
                 .map_err(|e| BuildError::new(factory, e)),
             _ => Err(mismatch(factory, "an app")),
         },
@@ -132,15 +133,21 @@ fn build_node(node: &Node, eggs: &Eggs) -> Result<App, BuildError> {
     }
 }
 
-/// Builds the app of a plan, guarded so that a panic in it answers `500`.
+/// Builds the app of a plan, guarded so that a panic in it answers `500`. Each app at the
+/// bottom of the pipeline is guarded too, so the filters above it (the access log) see that
+/// `500` like any other answer.
 pub fn build(node: &Node, eggs: &Eggs) -> Result<App, BuildError> {
-    let app = build_node(node, eggs)?;
-    Ok(BoxCloneSyncService::new(
+    Ok(guard(build_node(node, eggs)?))
+}
+
+/// `app`, answering `500` (and logging) where it would panic.
+fn guard(app: App) -> App {
+    BoxCloneSyncService::new(
         tower::ServiceBuilder::new()
             .map_response(|response: Response<_>| response.map(Body::new))
             .layer(CatchPanicLayer::custom(panic_response))
             .service(app),
-    ))
+    )
 }
 
 /// The settings of a plan's server section (the defaults when there is none).

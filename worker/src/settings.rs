@@ -105,7 +105,7 @@ pub struct ServerSettings {
     pub backlog: u32,
     /// How long a client may take to send a request's headers.
     pub header_timeout: Duration,
-    /// The largest request head accepted, in bytes.
+    /// The largest request head accepted, in bytes (at least 8192, hyper's smallest buffer).
     pub max_header_size: usize,
     /// Connections one worker serves at once; past that it stops accepting.
     pub max_connections: usize,
@@ -187,8 +187,13 @@ impl ServerSettings {
     /// How long a connection may wait for (the rest of) a request head. hyper times an idle
     /// keep-alive connection and a slow request head with the same timer, so this is the
     /// shorter of `header_timeout` and `keepalive`.
+    /// With `keepalive = 0` connections are not kept alive and only `header_timeout` counts.
     pub fn head_timeout(&self) -> Duration {
-        self.header_timeout.min(self.keepalive)
+        if self.keepalive.is_zero() {
+            self.header_timeout
+        } else {
+            self.header_timeout.min(self.keepalive)
+        }
     }
 
     /// Reads a server section's `local_conf`.
@@ -237,7 +242,7 @@ impl ServerSettings {
             backlog: u32::try_from(count(local, "backlog", 2048, 1)?)
                 .map_err(|_| EggError::key("backlog", "is too large"))?,
             header_timeout: seconds(local, "header_timeout", defaults.header_timeout)?,
-            max_header_size: usize::try_from(count(local, "max_header_size", 64 * 1024, 1024)?)
+            max_header_size: usize::try_from(count(local, "max_header_size", 64 * 1024, 8192)?)
                 .unwrap_or(64 * 1024),
             max_connections: usize::try_from(count(local, "max_connections", 10_000, 1)?)
                 .unwrap_or(10_000),
@@ -371,6 +376,10 @@ mod tests {
         let s = ServerSettings::from_conf(&conf(&[("keepalive", "75"), ("header_timeout", "10")]))
             .unwrap();
         assert_eq!(s.head_timeout(), Duration::from_secs(10));
+        let s = ServerSettings::from_conf(&conf(&[("keepalive", "0"), ("header_timeout", "10")]))
+            .unwrap();
+        assert_eq!(s.head_timeout(), Duration::from_secs(10));
+        assert!(ServerSettings::from_conf(&conf(&[("max_header_size", "1024")])).is_err());
     }
 
     #[test]

@@ -319,3 +319,122 @@ fn idle_keep_alive_connections_close_after_keepalive() {
         "closed before keepalive passed"
     );
 }
+
+#[test]
+fn a_connection_that_sends_nothing_is_closed_and_frees_its_slot() {
+    let rt = runtime();
+    let (bound, addr) = listener();
+    let s = settings(|s| {
+        s.max_connections = 1;
+        s.header_timeout = Duration::from_millis(300);
+    });
+    let _server = rt
+        .block_on(async { Server::start(bound, app(), &s) })
+        .unwrap();
+    let mut silent = connect(addr);
+    assert!(
+        closed_within(&mut silent, Duration::from_secs(5)),
+        "a silent client kept its connection"
+    );
+    // The slot is free again.
+    let mut next = connect(addr);
+    assert_eq!(get(&mut next, "/next").1, "path=/next\n");
+}
+
+#[test]
+fn an_idle_http2_connection_is_closed() {
+    let rt = runtime();
+    let (bound, addr) = listener();
+    let s = settings(|s| s.keepalive = Duration::from_millis(300));
+    let _server = rt
+        .block_on(async { Server::start(bound, app(), &s) })
+        .unwrap();
+    rt.block_on(async {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let io = hyper_util::rt::TokioIo::new(stream);
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+                .await
+                .unwrap();
+        let driver = tokio::spawn(conn);
+        let req = http::Request::get("http://t/once")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        assert_eq!(sender.send_request(req).await.unwrap().status(), 200);
+        // The server sends GOAWAY once the connection idles; the client's driver then ends.
+        let ended = tokio::time::timeout(Duration::from_secs(5), driver).await;
+        assert!(ended.is_ok(), "the idle HTTP/2 connection stayed open");
+    });
+}
+
+#[test]
+fn requests_no_app_should_see_are_answered_by_the_server() {
+    let rt = runtime();
+    let (bound, addr) = listener();
+    let _server = rt
+        .block_on(async { Server::start(bound, app(), &ServerSettings::default()) })
+        .unwrap();
+    let mut stream = connect(addr);
+    write!(stream, "GET / HTTP/1.1\r\n\r\n").unwrap();
+    assert!(read_response(&mut stream).0.starts_with("HTTP/1.1 400"));
+    let mut stream = connect(addr);
+    write!(
+        stream,
+        "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"
+    )
+    .unwrap();
+    assert!(read_response(&mut stream).0.starts_with("HTTP/1.1 405"));
+    // HTTP/1.0 needs no Host.
+    let mut stream = connect(addr);
+    write!(stream, "GET /old HTTP/1.0\r\n\r\n").unwrap();
+    assert!(read_response(&mut stream).0.starts_with("HTTP/1.0 200"));
+}
+
+#[test]
+fn a_panic_inside_a_body_closes_only_that_connection() {
+    let rt = runtime();
+    let (bound, addr) = listener();
+    struct Exploding;
+    impl http_body::Body for Exploding {
+        type Data = bytes::Bytes;
+        type Error = worker::body::BoxError;
+        fn poll_frame(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+            panic!("boom in the body")
+        }
+    }
+    let app = app_fn(|req| async move {
+        if req.uri().path() == "/explode" {
+            http::Response::new(worker::body::Body::new(Exploding))
+        } else {
+            text(StatusCode::OK, "fine\n")
+        }
+    });
+    let _server = rt
+        .block_on(async { Server::start(bound, app, &ServerSettings::default()) })
+        .unwrap();
+    let mut stream = connect(addr);
+    write!(stream, "GET /explode HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    assert!(closed_within(&mut stream, Duration::from_secs(5)));
+    let mut other = connect(addr);
+    assert_eq!(get(&mut other, "/").1, "fine\n");
+}
+
+#[test]
+fn keepalive_zero_closes_after_each_response() {
+    let rt = runtime();
+    let (bound, addr) = listener();
+    let s = settings(|s| s.keepalive = Duration::ZERO);
+    let _server = rt
+        .block_on(async { Server::start(bound, app(), &s) })
+        .unwrap();
+    let mut stream = connect(addr);
+    let (head, _) = get(&mut stream, "/");
+    assert!(
+        head.to_ascii_lowercase().contains("connection: close"),
+        "{head}"
+    );
+    assert!(closed_within(&mut stream, Duration::from_secs(5)));
+}

@@ -12,6 +12,7 @@ use super::Eggs;
 use crate::app::{app_fn, call, App, Mount};
 use crate::body::Body;
 use crate::conf::{ConfExt, EggError};
+use crate::server::RemoteAddr;
 use deploy::plan::Conf;
 use deploy::registry::Protocol;
 use http::{header, HeaderName, HeaderValue, Request};
@@ -20,10 +21,6 @@ use std::sync::Arc;
 /// The request's scheme as the app should see it (WSGI's `wsgi.url_scheme`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UrlScheme(pub String);
-
-/// The client's address as the app should see it (WSGI's `REMOTE_ADDR`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RemoteAddr(pub String);
 
 #[derive(Debug)]
 struct Prefix {

@@ -478,6 +478,29 @@ domain example.com /foo = dfoo\ndomain example.com port 8080 / = dport\n\
     }
 
     #[tokio::test]
+    async fn paths_are_matched_decoded_as_wsgi_path_info_is() {
+        let app = app(D47);
+        assert_eq!(
+            at(&app, "/%66oo/x%20y", "localhost", None).await,
+            "foo|/foo|/x y"
+        );
+        let mut eggs = eggs();
+        eggs.app("test", "uri", |_, _| {
+            Ok(app_fn(|req: Request<Body>| async move {
+                crate::app::text(StatusCode::OK, req.uri().to_string())
+            }))
+        });
+        let ini =
+            "[composite:main]\nuse = egg:Paste#urlmap\n/foo = u\n[app:u]\nuse = egg:test#uri\n";
+        let app = crate::pipeline::tests::pipeline_with(&eggs, ini);
+        let req = Request::get("/foo/x%20y/%25?q=1")
+            .header("host", "h")
+            .body(full(""))
+            .unwrap();
+        assert_eq!(send(&app, req).await.2, "/x%20y/%25?q=1");
+    }
+
+    #[tokio::test]
     async fn scenario_5_3_d49_script_name_is_kept_as_a_prefix() {
         let app = app(D47);
         assert_eq!(

@@ -10,22 +10,20 @@
 //! is answered, not reset), then closes them, and waits for in-flight requests up to a
 //! deadline.
 
+mod conn;
 pub mod listen;
 
-use crate::app::{call, App};
-use crate::body::Body;
+pub use conn::OriginalUri;
+
+use crate::app::App;
 use crate::settings::ServerSettings;
-use http::{header, HeaderValue, Request, Version};
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use listen::Bound;
-use std::convert::Infallible;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{watch, Semaphore};
 use tokio_util::task::TaskTracker;
 
@@ -36,7 +34,7 @@ pub struct RemoteAddr(pub String);
 
 /// Where the server is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
+pub(crate) enum Phase {
     /// Accepting and serving.
     Serving,
     /// Not accepting; every response closes its connection.
@@ -64,11 +62,13 @@ pub struct Server {
 }
 
 /// Per-connection settings shared by all connections.
-struct Shared {
+pub(crate) struct Shared {
     app: App,
     builder: auto::Builder<TokioExecutor>,
     phase: watch::Receiver<Phase>,
     requests: Arc<AtomicU64>,
+    /// How long a connection may sit without a request in flight before it is closed.
+    idle_timeout: Duration,
 }
 
 impl Server {
@@ -80,8 +80,8 @@ impl Server {
             .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(settings.head_timeout())
-            .max_buf_size(settings.max_header_size.max(8192))
-            .keep_alive(true);
+            .max_buf_size(settings.max_header_size)
+            .keep_alive(!settings.keepalive.is_zero());
         builder
             .http2()
             .timer(TokioTimer::new())
@@ -92,6 +92,7 @@ impl Server {
             builder,
             phase: phase_rx,
             requests: Arc::clone(&requests),
+            idle_timeout: settings.head_timeout(),
         });
         let connections = TaskTracker::new();
         let accepting = TaskTracker::new();
@@ -203,13 +204,13 @@ async fn accept_loop(
         match accepted {
             Ok(Accepted::Tcp(stream, peer)) => {
                 connections.spawn(async move {
-                    serve_connection(shared, stream, peer).await;
+                    conn::serve_connection(shared, stream, Some(peer)).await;
                     drop(permit);
                 });
             }
             Ok(Accepted::Unix(stream)) => {
                 connections.spawn(async move {
-                    serve_connection(shared, stream, String::new()).await;
+                    conn::serve_connection(shared, stream, None).await;
                     drop(permit);
                 });
             }
@@ -222,52 +223,12 @@ async fn accept_loop(
     }
 }
 
-/// Serves one connection until it ends or the drain closes it.
-async fn serve_connection<S>(shared: Arc<Shared>, stream: S, peer: String)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let app = shared.app.clone();
-    let phase = shared.phase.clone();
-    let requests = Arc::clone(&shared.requests);
-    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-        let app = app.clone();
-        let phase = phase.clone();
-        let peer = peer.clone();
-        requests.fetch_add(1, Ordering::Relaxed);
-        async move {
-            let version = req.version();
-            let mut req = req.map(Body::new);
-            req.extensions_mut().insert(RemoteAddr(peer));
-            let mut response = call(&app, req).await;
-            if *phase.borrow() != Phase::Serving && version <= Version::HTTP_11 {
-                response
-                    .headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            }
-            Ok::<_, Infallible>(response)
-        }
-    });
-    let connection = shared
-        .builder
-        .serve_connection_with_upgrades(TokioIo::new(stream), service);
-    tokio::pin!(connection);
-    let mut phase = shared.phase.clone();
-    tokio::select! {
-        result = connection.as_mut() => log_end(result),
-        _ = reached(&mut phase, |p| p == Phase::Closing) => {
-            connection.as_mut().graceful_shutdown();
-            log_end(connection.await);
-        }
-    }
-}
-
 /// Waits until the phase satisfies `want` (or the server is gone).
-async fn reached(phase: &mut watch::Receiver<Phase>, want: fn(Phase) -> bool) {
+pub(crate) async fn reached(phase: &mut watch::Receiver<Phase>, want: fn(Phase) -> bool) {
     let _ = phase.wait_for(|p| want(*p)).await;
 }
 
-fn log_end(result: Result<(), Box<dyn std::error::Error + Send + Sync>>) {
+pub(crate) fn log_end(result: Result<(), Box<dyn std::error::Error + Send + Sync>>) {
     if let Err(e) = result {
         tracing::debug!(error = %e, "connection ended with an error");
     }

@@ -9,7 +9,7 @@ use crate::app::{app_fn, call, App, Filter};
 use crate::body::{Body, BoxError};
 use crate::conf::{ConfExt, EggError};
 use crate::eggs::Eggs;
-use crate::server::RemoteAddr;
+use crate::server::{OriginalUri, RemoteAddr};
 use bytes::Bytes;
 use deploy::plan::Conf;
 use http::{header, Request, Response};
@@ -174,12 +174,18 @@ impl Pending {
             host: req
                 .extensions()
                 .get::<RemoteAddr>()
-                .map_or_else(|| "-".to_owned(), |a| a.0.clone()),
+                .map(|a| a.0.clone())
+                .filter(|a| !a.is_empty())
+                .unwrap_or_else(|| "-".to_owned()),
             time: SystemTime::now(),
             request_line: format!(
                 "{} {} {:?}",
                 req.method(),
-                req.uri().path_and_query().map_or("/", |p| p.as_str()),
+                req.extensions()
+                    .get::<OriginalUri>()
+                    .map_or(req.uri(), |o| &o.0)
+                    .path_and_query()
+                    .map_or("/", |p| p.as_str()),
                 req.version()
             ),
             referer: header(header::REFERER),
@@ -362,6 +368,47 @@ mod tests {
             fresh.contains("\"GET /again HTTP/1.1\" 200 13 \"-\" \"-\""),
             "{fresh}"
         );
+    }
+
+    #[tokio::test]
+    async fn logs_the_request_as_sent_and_panics_as_500() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut eggs = crate::eggs::Eggs::builtin();
+        eggs.app("test", "panics", |_, _| {
+            Ok(crate::app::app_fn(|_req| async { panic!("boom") }))
+        });
+        let ini = "[filter:log]\nuse = egg:serve#accesslog\nfile = access.log\n\
+                   [composite:map]\nuse = egg:Paste#urlmap\n/hello = hello\n/bad = bad\n\
+                   [app:hello]\nuse = egg:minimal\n[app:bad]\nuse = egg:test#panics\n\
+                   [pipeline:main]\npipeline = log map\n";
+        std::fs::write(dir.path().join("t.ini"), ini).unwrap();
+        let plan = deploy::load(
+            &eggs.registry(),
+            &deploy::Request {
+                config_uri: dir.path().join("t.ini").to_string_lossy().into_owned(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let app = crate::pipeline::build(&plan.app, &eggs).unwrap();
+        let mut req = Request::get("/hello/x").body(full("")).unwrap();
+        let original = crate::server::OriginalUri(req.uri().clone());
+        req.extensions_mut().insert(original);
+        send(&app, req).await;
+        assert_eq!(
+            send(&app, Request::get("/bad").body(full("")).unwrap())
+                .await
+                .0,
+            500
+        );
+        let text = std::fs::read_to_string(dir.path().join("access.log")).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].starts_with("- - - [")
+                && lines[0].contains("\"GET /hello/x HTTP/1.1\" 200 13"),
+            "{text}"
+        );
+        assert!(lines[1].contains("\"GET /bad HTTP/1.1\" 500 "), "{text}");
     }
 
     #[test]

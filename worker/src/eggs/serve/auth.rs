@@ -119,10 +119,11 @@ impl Guard {
     /// The user the `Authorization` header proves, if it does.
     async fn check(&self, header: Option<String>) -> Option<String> {
         let header = header?;
-        let encoded = header
-            .strip_prefix("Basic ")
-            .or_else(|| header.strip_prefix("basic "))?
-            .trim();
+        let (scheme, encoded) = header.trim().split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return None;
+        }
+        let encoded = encoded.trim();
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(encoded)
             .ok()?;
@@ -214,6 +215,8 @@ mod tests {
         assert_eq!(status(&app, Some(basic("carol", "U*U"))).await.0, 401);
         assert_eq!(status(&app, Some("Basic !!!".into())).await.0, 401);
         assert_eq!(status(&app, Some("Bearer x".into())).await.0, 401);
+        let upper = basic("alice", "U*U").replacen("Basic", "BASIC", 1);
+        assert_eq!(status(&app, Some(upper)).await.0, 200);
     }
 
     #[test]

@@ -62,8 +62,14 @@ async fn echo(req: Request<Body>, max_body: usize) -> Response<Body> {
             let bytes = body.to_bytes();
             let _ = write!(out, "\n{}", String::from_utf8_lossy(&bytes));
         }
-        Err(_) => {
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             return crate::app::text(StatusCode::PAYLOAD_TOO_LARGE, "413 Payload Too Large\n")
+        }
+        Err(_) => {
+            return crate::app::text(
+                StatusCode::BAD_REQUEST,
+                "400 Bad Request\nthe request body could not be read\n",
+            )
         }
     }
     crate::app::text(StatusCode::OK, out)

@@ -10,7 +10,7 @@
 //! `serve#compress` keys: `gzip`, `br`, `zstd` (bools, default true), `level` (`fastest`,
 //! `default` or `best`), `min_size` (bytes below which nothing is compressed, default 32).
 
-use crate::app::{app_fn, call, App, Filter};
+use crate::app::{app_fn, call, App, Filter, Mount};
 use crate::body::Body;
 use crate::conf::{ConfExt, EggError};
 use crate::eggs::Eggs;
@@ -62,40 +62,102 @@ fn static_app(global: &Conf, local: &Conf) -> Result<App, EggError> {
     Ok(app_fn(move |req: Request<Body>| {
         let files = files.clone();
         async move {
+            let script_name = Mount::of(&req).script_name;
             let if_none_match = req.headers().get(header::IF_NONE_MATCH).cloned();
-            let response = call(&files, req).await;
+            let if_range = req.headers().get(header::IF_RANGE).cloned();
+            // Without its Range, for when If-Range says the client's copy is stale.
+            let whole = if_range.is_some().then(|| {
+                let mut copy = Request::new(Body::empty());
+                *copy.method_mut() = req.method().clone();
+                *copy.uri_mut() = req.uri().clone();
+                *copy.headers_mut() = req.headers().clone();
+                copy.headers_mut().remove(header::RANGE);
+                copy.headers_mut().remove(header::IF_RANGE);
+                copy
+            });
+            let mut response = call(&files, req).await;
+            if let (Some(if_range), Some(whole)) = (&if_range, whole) {
+                if response.status() == StatusCode::PARTIAL_CONTENT
+                    && !if_range_matches(if_range, response.headers())
+                {
+                    response = call(&files, whole).await;
+                }
+            }
+            // ServeDir redirects `dir` to `dir/` by the path it saw: put the mount back in front.
+            if response.status().is_redirection() && !script_name.is_empty() {
+                let location = response
+                    .headers()
+                    .get(header::LOCATION)
+                    .and_then(|l| l.to_str().ok());
+                if let Some(fixed) = location
+                    .filter(|l| l.starts_with('/'))
+                    .map(|l| format!("{script_name}{l}"))
+                {
+                    if let Ok(value) = HeaderValue::from_str(&fixed) {
+                        response.headers_mut().insert(header::LOCATION, value);
+                    }
+                }
+            }
             with_etag(response, if_none_match)
         }
     }))
 }
 
-/// Adds a weak `ETag` (from the size and modification time) to a file response, and turns it
-/// into `304 Not Modified` when the request's `If-None-Match` names it.
+/// The entity tag of a file response: a hash of its modification time, its full size and its
+/// encoding (strong, so that `If-Range` can use it).
+fn etag_of(headers: &http::HeaderMap) -> Option<String> {
+    let modified = headers.get(header::LAST_MODIFIED)?;
+    let size = match headers
+        .get(header::CONTENT_RANGE)
+        .and_then(|r| r.to_str().ok())
+    {
+        Some(range) => range.rsplit('/').next()?.to_owned(),
+        None => headers
+            .get(header::CONTENT_LENGTH)?
+            .to_str()
+            .ok()?
+            .to_owned(),
+    };
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    modified.as_bytes().hash(&mut hasher);
+    size.hash(&mut hasher);
+    if let Some(encoding) = headers.get(header::CONTENT_ENCODING) {
+        encoding.as_bytes().hash(&mut hasher);
+    }
+    Some(format!("\"{:016x}\"", hasher.finish()))
+}
+
+/// Whether `If-Range` (an entity tag or a date) still describes the file (RFC 9110 §13.1.5).
+fn if_range_matches(if_range: &HeaderValue, headers: &http::HeaderMap) -> bool {
+    let Ok(value) = if_range.to_str() else {
+        return false;
+    };
+    let value = value.trim();
+    if value.starts_with('"') {
+        etag_of(headers).is_some_and(|etag| etag == value)
+    } else {
+        headers
+            .get(header::LAST_MODIFIED)
+            .is_some_and(|m| m.as_bytes() == value.as_bytes())
+    }
+}
+
+/// Adds the `ETag` to a file response, and turns it into `304 Not Modified` when the
+/// request's `If-None-Match` names it.
 fn with_etag(mut response: Response<Body>, if_none_match: Option<HeaderValue>) -> Response<Body> {
     if !(response.status() == StatusCode::OK || response.status() == StatusCode::PARTIAL_CONTENT) {
         return response;
     }
-    let headers = response.headers();
-    let (Some(modified), Some(length)) = (
-        headers.get(header::LAST_MODIFIED),
-        headers.get(header::CONTENT_LENGTH),
-    ) else {
+    let Some(etag) = etag_of(response.headers()) else {
         return response;
     };
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    modified.as_bytes().hash(&mut hasher);
-    length.as_bytes().hash(&mut hasher);
-    if let Some(encoding) = headers.get(header::CONTENT_ENCODING) {
-        encoding.as_bytes().hash(&mut hasher);
-    }
-    let etag = format!("W/\"{:016x}\"", hasher.finish());
     let matches = if_none_match
         .as_ref()
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| {
             v.trim() == "*"
                 || v.split(',')
-                    .any(|tag| tag.trim().trim_start_matches("W/") == etag.trim_start_matches("W/"))
+                    .any(|tag| tag.trim().trim_start_matches("W/") == etag)
         });
     let Ok(value) = HeaderValue::from_str(&etag) else {
         return response;
@@ -189,7 +251,7 @@ mod tests {
         assert_eq!((status, body.as_str()), (200, "0123456789"));
         assert!(headers.contains_key("last-modified"));
         let etag = headers["etag"].to_str().unwrap().to_owned();
-        assert!(etag.starts_with("W/\""));
+        assert!(etag.starts_with('"'));
         assert_eq!(
             get(&app, "/a.txt", &[("if-none-match", &etag)]).await.0,
             304
@@ -200,10 +262,38 @@ mod tests {
                 .0,
             200
         );
-        let (status, _, body) = get(&app, "/a.txt", &[("range", "bytes=2-4")]).await;
+        let (status, headers, body) = get(&app, "/a.txt", &[("range", "bytes=2-4")]).await;
         assert_eq!((status, body.as_str()), (206, "234"));
+        assert_eq!(
+            headers["etag"],
+            etag.as_str(),
+            "a range has the file's ETag"
+        );
+        let (status, _, body) = get(
+            &app,
+            "/a.txt",
+            &[("range", "bytes=2-4"), ("if-range", &etag)],
+        )
+        .await;
+        assert_eq!((status, body.as_str()), (206, "234"));
+        let (status, _, body) = get(
+            &app,
+            "/a.txt",
+            &[("range", "bytes=2-4"), ("if-range", "\"stale\"")],
+        )
+        .await;
+        assert_eq!((status, body.as_str()), (200, "0123456789"));
         assert_eq!(get(&app, "/", &[]).await.2, "<h1>home</h1>\n");
         assert_eq!(get(&app, "/missing", &[]).await.0, 404);
+    }
+
+    #[tokio::test]
+    async fn directory_redirects_keep_the_mount() {
+        let dir = site();
+        let ini = format!("[composite:main]\nuse = egg:Paste#urlmap\n/files = files\n[app:files]\nuse = egg:serve#static\nroot = {}\n", dir.path().join("site").display());
+        let (status, headers, _) = get(&pipeline(&ini), "/files/sub", &[]).await;
+        assert!((300..400).contains(&status), "{status}");
+        assert_eq!(headers["location"], "/files/sub/");
     }
 
     #[tokio::test]

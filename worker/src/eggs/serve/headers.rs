@@ -11,6 +11,7 @@
 //! a fresh id; the response carries the request's id.
 
 use crate::app::{App, Filter};
+use crate::body::Body;
 use crate::conf::{ConfExt, EggError};
 use crate::eggs::Eggs;
 use deploy::plan::Conf;
@@ -183,8 +184,22 @@ fn request_id_filter(_global: &Conf, local: &Conf) -> Result<Filter, EggError> {
     };
     Ok(Arc::new(move |app: App| {
         let propagated = PropagateRequestIdLayer::new(header.clone()).layer(app);
+        let set = SetRequestIdLayer::new(header.clone(), ids.clone()).layer(propagated);
+        // A client's id is kept only if it is a sane token: 1 to 128 visible ASCII characters.
+        let header = header.clone();
         BoxCloneSyncService::new(
-            SetRequestIdLayer::new(header.clone(), ids.clone()).layer(propagated),
+            tower::ServiceBuilder::new()
+                .map_request(move |mut req: Request<Body>| {
+                    let sane = req.headers().get(&header).is_some_and(|v| {
+                        (1..=128).contains(&v.len())
+                            && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
+                    });
+                    if !sane {
+                        req.headers_mut().remove(&header);
+                    }
+                    req
+                })
+                .service(set),
         )
     }))
 }
@@ -260,5 +275,13 @@ mod tests {
         )
         .await;
         assert_eq!(kept.1["x-request-id"], "abc");
+        for bad in ["", "a b", &"x".repeat(200)] {
+            let req = Request::get("/")
+                .header("x-request-id", bad)
+                .body(full(""))
+                .unwrap();
+            let replaced = send(&app, req).await;
+            assert_eq!(replaced.1["x-request-id"].len(), 24, "{bad:?} was kept");
+        }
     }
 }

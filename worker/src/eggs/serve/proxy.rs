@@ -132,7 +132,13 @@ impl Upstream {
                 "400 Bad Request\nthe path cannot be forwarded\n",
             );
         };
-        let client_host = parts.headers.get(header::HOST).cloned();
+        // HTTP/2 carries the host in the URI's authority, HTTP/1.1 in `Host`.
+        let client_host = parts.headers.get(header::HOST).cloned().or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
         strip_hop_by_hop(&mut parts.headers);
         if self.forwarded {
             let client = parts
@@ -163,9 +169,10 @@ impl Upstream {
                 parts.headers.insert("x-forwarded-host", host.clone());
             }
         }
-        if !self.preserve_host {
-            parts.headers.insert(header::HOST, self.authority.clone());
-        }
+        match (&client_host, self.preserve_host) {
+            (Some(host), true) => parts.headers.insert(header::HOST, host.clone()),
+            _ => parts.headers.insert(header::HOST, self.authority.clone()),
+        };
         parts.uri = uri;
         parts.version = http::Version::HTTP_11;
         let request = Request::from_parts(parts, body);
@@ -175,16 +182,32 @@ impl Upstream {
                 strip_hop_by_hop(&mut parts.headers);
                 Response::from_parts(parts, Body::new(body))
             }
+            Ok(Err(e)) if caused_by_body_limit(&e) => {
+                text(StatusCode::PAYLOAD_TOO_LARGE, "413 Payload Too Large\n")
+            }
             Ok(Err(e)) => {
                 tracing::warn!(upstream = %self.scheme_authority, error = %e, "proxy: upstream failed");
                 text(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n")
             }
+
             Err(_) => {
                 tracing::warn!(upstream = %self.scheme_authority, "proxy: upstream timed out");
                 text(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Timeout\n")
             }
         }
     }
+}
+
+/// Whether a client error comes from the request body exceeding `serve#limit`.
+fn caused_by_body_limit(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 #[cfg(test)]
@@ -312,6 +335,17 @@ mod tests {
                 .0,
             504
         );
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_413_not_502() {
+        let (_server, addr) = upstream().await;
+        let ini = format!("[app:proxy]\nuse = egg:serve#proxy\nupstream = http://{addr}/base\n[filter:limit]\nuse = egg:serve#limit\nmax_body = 10\n[pipeline:main]\npipeline = limit proxy\n");
+        let app = pipeline(&ini);
+        // No Content-Length: the limit only shows while the body streams.
+        let body = crate::body::chunks((0..10).map(|_| Bytes::from_static(b"0123456789")));
+        let (status, _, _) = send(&app, Request::post("/x").body(body).unwrap()).await;
+        assert_eq!(status, 413);
     }
 
     #[test]
