@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "serve", version, args_conflicts_with_subcommands = true)]
 #[command(
-    after_help = "Examples:\n  serve configs/tutorial.ini\n  serve --bind 127.0.0.1:8000 deploy.ini\n  serve check configs/production.ini\n  serve check --json deploy.ini#api http_port=8080\n\nSignals: TERM and INT drain (finish in-flight requests, then exit); a second one exits at once. USR1 reopens log files."
+    after_help = "Examples:\n  serve configs/tutorial.ini\n  serve --bind 127.0.0.1:8000 deploy.ini\n  serve check configs/production.ini\n  serve check --json deploy.ini#api http_port=8080\n\nSignals: HUP reloads (new workers start before old ones stop); TERM drains (finish in-flight requests, then exit 0); INT and QUIT stop at once; USR1 reopens log files; TTIN and TTOU add and remove a worker."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -35,6 +35,16 @@ pub struct Overrides {
     /// Seconds in-flight requests get to finish on SIGTERM (`graceful_timeout`, default 30).
     #[arg(long = "graceful-timeout", value_name = "SECONDS")]
     pub graceful_timeout: Option<f64>,
+    /// Worker processes (the server section's `workers`, default 1).
+    #[arg(short = 'w', long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// Seconds a worker may go without a heartbeat before it is killed and replaced
+    /// (`timeout`, default 30).
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<f64>,
+    /// Seconds a new worker has to become ready (default 30).
+    #[arg(long = "boot-timeout", value_name = "SECONDS")]
+    pub boot_timeout: Option<f64>,
 }
 
 /// The subcommands.
@@ -43,6 +53,9 @@ pub enum Command {
     /// Check a deployment file without serving it (like `nginx -t`): print the pipeline it
     /// describes, or the error with its file and line. Exit status 0 if valid, 1 if not.
     Check(Check),
+    /// A worker process; only the supervisor starts these.
+    #[command(hide = true)]
+    Worker,
 }
 
 /// Which config, which app, which server, and the variables.

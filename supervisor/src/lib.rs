@@ -20,8 +20,11 @@
 
 mod check;
 mod cli;
+mod handoff;
 mod run;
+mod supervise;
 mod tree;
+mod worker_main;
 
 use clap::Parser;
 use cli::{Cli, Command, Target};
@@ -37,15 +40,24 @@ pub fn main_with(eggs: Eggs) -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Check(check)) => check::run(&check, &eggs),
+        Some(Command::Worker) => {
+            init_logging();
+            worker_main::run(&eggs)
+        }
         None => {
-            tracing_subscriber::fmt()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                .with_target(false)
-                .init();
+            init_logging();
             run::run(&cli.target, &cli.overrides, &eggs)
         }
     }
+}
+
+/// Logs go to stderr, in colour on a terminal.
+fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
 }
 
 /// Loads the plan that `serve [OPTIONS] CONFIG_URI [VAR=VALUE ...]` names.

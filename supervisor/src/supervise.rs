@@ -1,0 +1,698 @@
+//! The supervisor: one synchronous loop on `poll(2)` that owns the listeners and keeps N ready
+//! workers serving through reloads, crashes and shutdown.
+//!
+//! Signals reach the loop through signal-hook (flags plus a self-pipe that wakes `poll`); each
+//! worker's status socket says `ready`, `heartbeat`, `failed REASON` or `retiring`; deadlines
+//! (boot, heartbeat, drain, respawn backoff) set `poll`'s timeout. A reload starts the new
+//! generation before it stops the old one: the old workers are told to drain only when every new
+//! worker is ready, and a new generation that fails (a worker exits, reports `failed`, or is
+//! not ready within the boot timeout) is killed while the old one keeps serving.
+
+use crate::cli::{Overrides, Target};
+use crate::handoff::{self, Spawn};
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use signal_hook::consts::signal::{
+    SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR1,
+};
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::Child;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use worker::eggs::Eggs;
+use worker::server::listen::{bind, Bound};
+use worker::settings::ServerSettings;
+
+/// The shortest wait between two starts of the same worker slot.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// The longest.
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// A worker that lived this long resets its slot's backoff.
+const HEALTHY: Duration = Duration::from_secs(60);
+/// Grace after `graceful_timeout` before a draining worker is killed.
+const KILL_GRACE: Duration = Duration::from_secs(1);
+
+/// Where a worker is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Booting { deadline: Instant },
+    Ready,
+    Retiring { deadline: Instant },
+}
+
+#[derive(Debug)]
+struct Worker {
+    number: usize,
+    generation: u64,
+    child: Child,
+    status: Option<UnixStream>,
+    buffer: Vec<u8>,
+    state: State,
+    started: Instant,
+    last_beat: Instant,
+    /// Why it failed, as it said (`failed REASON`).
+    failure: Option<String>,
+}
+
+impl Worker {
+    fn pid(&self) -> Pid {
+        Pid::from_raw(i32::try_from(self.child.id()).unwrap_or(0))
+    }
+
+    fn signal(&self, signal: Signal) {
+        let _ = kill(self.pid(), signal);
+    }
+}
+
+/// A reload in progress.
+#[derive(Debug)]
+struct Pending {
+    generation: u64,
+    started: Instant,
+}
+
+/// Respawn pacing of one worker slot.
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    delay: Duration,
+    not_before: Instant,
+}
+
+/// Settings of the loop.
+#[derive(Debug, Clone)]
+struct Limits {
+    workers: usize,
+    boot_timeout: Duration,
+    timeout: Duration,
+    graceful_timeout: Duration,
+}
+
+struct Supervisor<'a> {
+    target: &'a Target,
+    overrides: &'a Overrides,
+    eggs: &'a Eggs,
+    exe: PathBuf,
+    listeners: Vec<Bound>,
+    limits: Limits,
+    plan_json: String,
+    generation: u64,
+    workers: Vec<Worker>,
+    pending: Option<Pending>,
+    backoff: HashMap<usize, Backoff>,
+    respawn: HashMap<usize, Instant>,
+    stopping: Option<Instant>,
+}
+
+/// The flags signal handlers set, and the pipe that wakes `poll`.
+struct Signals {
+    flags: HashMap<i32, Arc<AtomicBool>>,
+    wake: UnixStream,
+}
+
+impl Signals {
+    fn install() -> io::Result<Signals> {
+        let (wake, wake_writer) = UnixStream::pair()?;
+        wake.set_nonblocking(true)?;
+        wake_writer.set_nonblocking(true)?;
+        let mut flags = HashMap::new();
+        for signal in [
+            SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGCHLD, SIGTTIN, SIGTTOU,
+        ] {
+            let flag = Arc::new(AtomicBool::new(false));
+            signal_hook::flag::register(signal, Arc::clone(&flag))?;
+            signal_hook::low_level::pipe::register(signal, wake_writer.try_clone()?)?;
+            flags.insert(signal, flag);
+        }
+        Ok(Signals { flags, wake })
+    }
+
+    /// Whether `signal` arrived since the last look.
+    fn take(&self, signal: i32) -> bool {
+        self.flags
+            .get(&signal)
+            .is_some_and(|f| f.swap(false, Ordering::SeqCst))
+    }
+
+    fn drain_wake(&mut self) {
+        let mut buf = [0u8; 64];
+        while matches!(self.wake.read(&mut buf), Ok(n) if n > 0) {}
+    }
+}
+
+/// Runs the supervisor until it is told to stop.
+pub fn supervise(target: &Target, overrides: &Overrides, eggs: &Eggs) -> Result<(), String> {
+    let mut signals =
+        Signals::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let (plan, settings) = load(target, overrides, eggs)?;
+    let plan_json = serde_json::to_string(&plan).map_err(|e| e.to_string())?;
+    let mut listeners = Vec::new();
+    for addr in &settings.listen {
+        listeners.extend(bind(addr, settings.backlog).map_err(|e| e.to_string())?);
+    }
+    for bound in &listeners {
+        tracing::info!("listening on {}", bound.describe());
+    }
+    let limits = Limits {
+        workers: overrides.workers.or(settings.workers).unwrap_or(1).max(1),
+        boot_timeout: overrides
+            .boot_timeout
+            .map_or(Duration::from_secs(30), Duration::from_secs_f64),
+        timeout: overrides
+            .timeout
+            .map_or(settings.timeout, Duration::from_secs_f64),
+        graceful_timeout: settings.graceful_timeout,
+    };
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find my own binary: {e}"))?;
+    let mut supervisor = Supervisor {
+        target,
+        overrides,
+        eggs,
+        exe,
+        listeners,
+        limits,
+        plan_json,
+        generation: 1,
+        workers: Vec::new(),
+        pending: None,
+        backoff: HashMap::new(),
+        respawn: HashMap::new(),
+        stopping: None,
+    };
+    supervisor.boot(&mut signals)?;
+    supervisor.run(&mut signals);
+    supervisor.remove_unix_sockets(&settings);
+    Ok(())
+}
+
+/// Resolves the plan and the server settings a command line names.
+fn load(
+    target: &Target,
+    overrides: &Overrides,
+    eggs: &Eggs,
+) -> Result<(deploy::Plan, ServerSettings), String> {
+    let plan = crate::resolve(target, eggs)?;
+    let mut settings =
+        worker::pipeline::build_server(plan.server.as_ref(), eggs).map_err(|e| e.to_string())?;
+    crate::run::apply(&mut settings, overrides)?;
+    if let Some(server) = &plan.server {
+        for key in &settings.ignored {
+            let at = server
+                .factory
+                .key_location(key)
+                .map(|l| format!("{l}: "))
+                .unwrap_or_default();
+            tracing::warn!("{at}`{key}` is a setting of another server; serve ignores it");
+        }
+    }
+    Ok((plan, settings))
+}
+
+impl Supervisor<'_> {
+    fn spawn(&mut self, number: usize, generation: u64) -> Result<(), String> {
+        let spawn = Spawn {
+            exe: &self.exe,
+            listeners: &self.listeners,
+            plan_json: &self.plan_json,
+            generation,
+            threads: self.overrides.threads,
+            graceful_timeout: self.overrides.graceful_timeout.map(Duration::from_secs_f64),
+        };
+        let started =
+            handoff::spawn(&spawn, number).map_err(|e| format!("cannot start a worker: {e}"))?;
+        let now = Instant::now();
+        tracing::debug!(
+            pid = started.child.id(),
+            generation,
+            number,
+            "worker started"
+        );
+        self.workers.push(Worker {
+            number,
+            generation,
+            child: started.child,
+            status: Some(started.status),
+            buffer: Vec::new(),
+            state: State::Booting {
+                deadline: now + self.limits.boot_timeout,
+            },
+            started: now,
+            last_beat: now,
+            failure: None,
+        });
+        Ok(())
+    }
+
+    /// Starts the first generation and waits until every worker is ready (or a stop signal).
+    fn boot(&mut self, signals: &mut Signals) -> Result<(), String> {
+        for number in 0..self.limits.workers {
+            self.spawn(number, self.generation)?;
+        }
+        loop {
+            self.poll_with(signals, Duration::from_millis(100));
+            signals.drain_wake();
+            if signals.take(SIGTERM) | signals.take(SIGINT) | signals.take(SIGQUIT) {
+                self.kill_all(Signal::SIGKILL);
+                self.reap_all_blocking();
+                return Err("stopped while the workers were starting".to_owned());
+            }
+            self.read_statuses();
+            let now = Instant::now();
+            let broken = self.workers.iter_mut().find_map(|w| {
+                let exited = w.child.try_wait().ok().flatten();
+                let late = matches!(w.state, State::Booting { deadline } if now >= deadline);
+                (exited.is_some() || w.failure.is_some() || late)
+                    .then(|| describe_failure(w, exited, late))
+            });
+            if let Some(reason) = broken {
+                self.kill_all(Signal::SIGKILL);
+                self.reap_all_blocking();
+                return Err(format!("a worker could not start: {reason}"));
+            }
+            if self.workers.iter().all(|w| w.state == State::Ready) {
+                let pids: Vec<String> = self
+                    .workers
+                    .iter()
+                    .map(|w| w.child.id().to_string())
+                    .collect();
+                tracing::info!(
+                    "ready: generation {}, {} workers (pids {})",
+                    self.generation,
+                    self.workers.len(),
+                    pids.join(" ")
+                );
+                return Ok(());
+            }
+        }
+    }
+
+    /// The loop, until every worker is gone after a stop.
+    fn run(&mut self, signals: &mut Signals) {
+        loop {
+            let timeout = self.next_deadline().map_or(Duration::from_secs(1), |d| {
+                d.saturating_duration_since(Instant::now())
+            });
+            self.poll_with(signals, timeout.min(Duration::from_secs(1)));
+            signals.drain_wake();
+            if signals.take(SIGTERM) && self.stopping.is_none() {
+                tracing::info!(
+                    "SIGTERM: draining {} workers (up to {:?})",
+                    self.workers.len(),
+                    self.limits.graceful_timeout
+                );
+                self.stop(Signal::SIGTERM);
+            }
+            if signals.take(SIGINT) | signals.take(SIGQUIT) {
+                // Also while draining: a second signal does not wait any longer.
+                tracing::info!("stopping now");
+                self.stop(Signal::SIGQUIT);
+            }
+            if signals.take(SIGHUP) {
+                self.reload();
+            }
+            if signals.take(SIGUSR1) {
+                for w in &self.workers {
+                    w.signal(Signal::SIGUSR1);
+                }
+                tracing::info!("SIGUSR1: telling workers to reopen their log files");
+            }
+            if signals.take(SIGTTIN) {
+                self.limits.workers += 1;
+                tracing::info!("SIGTTIN: {} workers", self.limits.workers);
+            }
+            if signals.take(SIGTTOU) && self.limits.workers > 1 {
+                self.limits.workers -= 1;
+                tracing::info!("SIGTTOU: {} workers", self.limits.workers);
+            }
+            signals.take(SIGCHLD);
+            self.read_statuses();
+            self.reap();
+            self.enforce_deadlines();
+            if self.stopping.is_some() {
+                if self.workers.is_empty() {
+                    tracing::info!("all workers gone; exiting");
+                    return;
+                }
+                continue;
+            }
+            self.advance_reload();
+            self.keep_slots_filled();
+        }
+    }
+
+    fn poll_with(&mut self, signals: &Signals, timeout: Duration) {
+        let mut polls: Vec<PollFd<'_>> = vec![PollFd::new(signals.wake.as_fd(), PollFlags::POLLIN)];
+        polls.extend(
+            self.workers
+                .iter()
+                .filter_map(|w| w.status.as_ref())
+                .map(|s| PollFd::new(s.as_fd(), PollFlags::POLLIN)),
+        );
+        let ms = PollTimeout::try_from(timeout.as_millis().min(60_000) as i32)
+            .unwrap_or(PollTimeout::NONE);
+        let _ = nix::poll::poll(&mut polls, ms);
+    }
+
+    /// Reads every worker's status lines.
+    fn read_statuses(&mut self) {
+        let now = Instant::now();
+        for w in &mut self.workers {
+            let Some(status) = w.status.as_mut() else {
+                continue;
+            };
+            let mut buf = [0u8; 4096];
+            loop {
+                match status.read(&mut buf) {
+                    Ok(0) => {
+                        w.status = None;
+                        break;
+                    }
+                    Ok(n) => w.buffer.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(_) => {
+                        w.status = None;
+                        break;
+                    }
+                }
+            }
+            while let Some(end) = w.buffer.iter().position(|b| *b == b'\n') {
+                let line = String::from_utf8_lossy(&w.buffer[..end]).into_owned();
+                w.buffer.drain(..=end);
+                if line == "ready" {
+                    if matches!(w.state, State::Booting { .. }) {
+                        w.state = State::Ready;
+                    }
+                    w.last_beat = now;
+                } else if line.starts_with("heartbeat") {
+                    w.last_beat = now;
+                } else if let Some(reason) = line.strip_prefix("failed ") {
+                    w.failure = Some(reason.to_owned());
+                } else if line == "retiring" {
+                    // The worker is draining (it was told to, or it is being recycled).
+                }
+            }
+        }
+    }
+
+    /// Collects exited workers; a worker of the serving generation that exits on its own is
+    /// scheduled for a respawn.
+    fn reap(&mut self) {
+        let mut i = 0;
+        while i < self.workers.len() {
+            let exited = self.workers[i].child.try_wait().ok().flatten();
+            let Some(status) = exited else {
+                i += 1;
+                continue;
+            };
+            let w = self.workers.remove(i);
+            let retiring = matches!(w.state, State::Retiring { .. });
+            let pending = self
+                .pending
+                .as_ref()
+                .is_some_and(|p| p.generation == w.generation);
+            if retiring || self.stopping.is_some() {
+                tracing::debug!(pid = w.child.id(), "worker exited: {status}");
+            } else if pending {
+                // advance_reload sees the failure through the missing worker.
+                let reason = w
+                    .failure
+                    .clone()
+                    .unwrap_or_else(|| format!("exited ({status})"));
+                self.fail_reload(&format!(
+                    "worker {} (pid {}): {reason}",
+                    w.number,
+                    w.child.id()
+                ));
+            } else if w.generation == self.generation {
+                let reason = w.failure.clone().unwrap_or_else(|| format!("{status}"));
+                let backoff = self.next_backoff(w.number, w.started);
+                tracing::warn!(
+                    "worker {} (pid {}) exited: {reason}; restarting it in {:?}",
+                    w.number,
+                    w.child.id(),
+                    backoff
+                );
+                self.respawn.insert(w.number, Instant::now() + backoff);
+            }
+        }
+    }
+
+    fn next_backoff(&mut self, number: usize, started: Instant) -> Duration {
+        let now = Instant::now();
+        let entry = self.backoff.entry(number).or_insert(Backoff {
+            delay: Duration::ZERO,
+            not_before: now,
+        });
+        entry.delay = if started.elapsed() >= HEALTHY || entry.delay.is_zero() {
+            BACKOFF_MIN
+        } else {
+            (entry.delay * 2).min(BACKOFF_MAX)
+        };
+        entry.not_before = now + entry.delay;
+        entry.delay
+    }
+
+    /// Kills workers that missed a deadline.
+    fn enforce_deadlines(&mut self) {
+        let now = Instant::now();
+        let timeout = self.limits.timeout;
+        for w in &mut self.workers {
+            match w.state {
+                State::Booting { deadline } if now >= deadline => {
+                    w.failure
+                        .get_or_insert_with(|| "not ready within the boot timeout".to_owned());
+                    w.signal(Signal::SIGKILL);
+                }
+                State::Ready if now.duration_since(w.last_beat) > timeout => {
+                    tracing::error!(
+                        "worker {} (pid {}) sent no heartbeat for {:?}; killing it",
+                        w.number,
+                        w.child.id(),
+                        timeout
+                    );
+                    w.failure
+                        .get_or_insert_with(|| format!("no heartbeat for {timeout:?}"));
+                    w.signal(Signal::SIGKILL);
+                    w.last_beat = now;
+                }
+                State::Retiring { deadline } if now >= deadline => {
+                    tracing::warn!(
+                        "worker {} (pid {}) still draining after graceful_timeout; killing it",
+                        w.number,
+                        w.child.id()
+                    );
+                    w.signal(Signal::SIGKILL);
+                    w.state = State::Retiring {
+                        deadline: now + KILL_GRACE,
+                    };
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Starts workers for empty slots of the serving generation whose backoff has passed.
+    fn keep_slots_filled(&mut self) {
+        if self.pending.is_some() {
+            return;
+        }
+        let now = Instant::now();
+        for number in 0..self.limits.workers {
+            let present = self.workers.iter().any(|w| {
+                w.generation == self.generation
+                    && w.number == number
+                    && !matches!(w.state, State::Retiring { .. })
+            });
+            if present || self.respawn.get(&number).is_some_and(|at| now < *at) {
+                continue;
+            }
+            self.respawn.remove(&number);
+            if let Err(e) = self.spawn(number, self.generation) {
+                tracing::error!("{e}");
+                let backoff = self.next_backoff(number, now);
+                self.respawn.insert(number, now + backoff);
+            }
+        }
+        // TTOU: retire workers above the wanted count.
+        let wanted = self.limits.workers;
+        let deadline = now + self.limits.graceful_timeout + KILL_GRACE;
+        for w in &mut self.workers {
+            if w.generation == self.generation
+                && w.number >= wanted
+                && !matches!(w.state, State::Retiring { .. })
+            {
+                w.signal(Signal::SIGTERM);
+                w.state = State::Retiring { deadline };
+            }
+        }
+    }
+
+    /// SIGHUP: validate the new config, then start its generation beside the serving one.
+    fn reload(&mut self) {
+        if self.pending.is_some() {
+            tracing::warn!("SIGHUP: a reload is already in progress");
+            return;
+        }
+        let started = Instant::now();
+        let (plan, settings) = match load(self.target, self.overrides, self.eggs) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                tracing::error!(
+                    "reload failed: {e}; generation {} keeps serving",
+                    self.generation
+                );
+                return;
+            }
+        };
+        let current: Vec<String> = self.listeners.iter().map(Bound::describe).collect();
+        if settings.listen.len() != self.listeners.len() && self.overrides.bind.is_empty() {
+            tracing::warn!("reload: the listen addresses in the file changed; serve keeps {} (restart to change them)", current.join(" "));
+        }
+        match serde_json::to_string(&plan) {
+            Ok(json) => self.plan_json = json,
+            Err(e) => {
+                tracing::error!("reload failed: {e}");
+                return;
+            }
+        }
+        self.limits.graceful_timeout = settings.graceful_timeout;
+        let generation = self.generation + 1;
+        tracing::info!("SIGHUP: starting generation {generation}");
+        self.pending = Some(Pending {
+            generation,
+            started,
+        });
+        for number in 0..self.limits.workers {
+            if let Err(e) = self.spawn(number, generation) {
+                self.fail_reload(&e);
+                return;
+            }
+        }
+    }
+
+    /// Finishes a reload whose new workers are all ready, or gives it up if one failed.
+    fn advance_reload(&mut self) {
+        let Some(pending) = &self.pending else { return };
+        let generation = pending.generation;
+        let new: Vec<&Worker> = self
+            .workers
+            .iter()
+            .filter(|w| w.generation == generation)
+            .collect();
+        if let Some(w) = new.iter().find(|w| w.failure.is_some()) {
+            let reason = format!(
+                "worker {} (pid {}): {}",
+                w.number,
+                w.child.id(),
+                w.failure.clone().unwrap_or_default()
+            );
+            self.fail_reload(&reason);
+            return;
+        }
+        if new.len() < self.limits.workers || new.iter().any(|w| w.state != State::Ready) {
+            return;
+        }
+        let old_pids: Vec<String> = self
+            .workers
+            .iter()
+            .filter(|w| w.generation != generation)
+            .map(|w| w.child.id().to_string())
+            .collect();
+        let new_pids: Vec<String> = new.iter().map(|w| w.child.id().to_string()).collect();
+        let took = pending.started.elapsed();
+        let deadline = Instant::now() + self.limits.graceful_timeout + KILL_GRACE;
+        for w in &mut self.workers {
+            if w.generation != generation && !matches!(w.state, State::Retiring { .. }) {
+                w.signal(Signal::SIGTERM);
+                w.state = State::Retiring { deadline };
+            }
+        }
+        tracing::info!(
+            "reloaded: generation {} -> {generation} in {:?}; old pids {} draining, new pids {}",
+            self.generation,
+            took,
+            old_pids.join(" "),
+            new_pids.join(" ")
+        );
+        self.generation = generation;
+        self.pending = None;
+        self.respawn.clear();
+    }
+
+    fn fail_reload(&mut self, reason: &str) {
+        let Some(pending) = self.pending.take() else {
+            return;
+        };
+        tracing::error!(
+            "reload to generation {} failed: {reason}; generation {} keeps serving",
+            pending.generation,
+            self.generation
+        );
+        for w in &mut self.workers {
+            if w.generation == pending.generation {
+                w.signal(Signal::SIGKILL);
+                w.state = State::Retiring {
+                    deadline: Instant::now() + KILL_GRACE,
+                };
+            }
+        }
+    }
+
+    fn stop(&mut self, signal: Signal) {
+        let grace = if signal == Signal::SIGTERM {
+            self.limits.graceful_timeout + KILL_GRACE
+        } else {
+            KILL_GRACE
+        };
+        let deadline = Instant::now() + grace;
+        self.stopping = Some(deadline);
+        for w in &mut self.workers {
+            w.signal(signal);
+            w.state = State::Retiring { deadline };
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let workers = self.workers.iter().map(|w| match w.state {
+            State::Booting { deadline } | State::Retiring { deadline } => deadline,
+            State::Ready => w.last_beat + self.limits.timeout,
+        });
+        workers.chain(self.respawn.values().copied()).min()
+    }
+
+    fn kill_all(&self, signal: Signal) {
+        for w in &self.workers {
+            w.signal(signal);
+        }
+    }
+
+    fn reap_all_blocking(&mut self) {
+        for w in &mut self.workers {
+            let _ = w.child.wait();
+        }
+        self.workers.clear();
+    }
+
+    fn remove_unix_sockets(&self, settings: &ServerSettings) {
+        for addr in &settings.listen {
+            if let worker::settings::ListenAddr::Unix(path) = addr {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+}
+
+/// Why a booting worker failed.
+fn describe_failure(w: &Worker, exited: Option<std::process::ExitStatus>, late: bool) -> String {
+    let what = match (&w.failure, exited, late) {
+        (Some(reason), _, _) => reason.clone(),
+        (None, Some(status), _) => format!("exited ({status})"),
+        (None, None, _) => "not ready within the boot timeout".to_owned(),
+    };
+    format!("worker {} (pid {}): {what}", w.number, w.child.id())
+}

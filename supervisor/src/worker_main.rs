@@ -1,0 +1,142 @@
+//! `serve worker`: the process the supervisor starts for each worker slot.
+//!
+//! It takes over what the supervisor handed it (see [`crate::handoff`]), builds the pipeline
+//! from the plan, serves on the inherited listeners, says `ready` on its status socket, and then
+//! a `heartbeat` every second from its runtime (so a blocked runtime stops the heartbeats and
+//! the supervisor replaces the worker). TERM drains and exits 0; INT and QUIT exit at once;
+//! USR1 reopens log files; EOF on the status socket (the supervisor is gone) exits at once.
+
+use crate::handoff;
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::signal::unix::{signal, SignalKind};
+use worker::eggs::Eggs;
+use worker::server::Server;
+
+/// How often a worker says it is alive.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// How long idle keep-alive connections may stay once a drain starts.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// Runs a worker; the status is what the supervisor sees when it reaps it.
+pub fn run(eggs: &Eggs) -> ExitCode {
+    let mut handed = match handoff::take() {
+        Ok(handed) => handed,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    worker::identity::set(handed.generation, handed.number);
+    let built = worker::pipeline::build(&handed.plan.app, eggs).and_then(|app| {
+        let settings = worker::pipeline::build_server(handed.plan.server.as_ref(), eggs)?;
+        Ok((app, settings))
+    });
+    let (app, mut settings) = match built {
+        Ok(built) => built,
+        Err(e) => {
+            let _ = writeln!(handed.status, "failed {}", e.to_string().replace('\n', " "));
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(threads) = handed.threads {
+        settings.threads = threads;
+    }
+    if let Some(timeout) = handed.graceful_timeout {
+        settings.graceful_timeout = timeout;
+    }
+    let runtime = if settings.threads > 1 {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(settings.threads)
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    };
+    let runtime = match runtime {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            let _ = writeln!(handed.status, "failed cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(serve(handed, app, settings))
+}
+
+async fn serve(
+    handed: handoff::Handed,
+    app: worker::app::App,
+    settings: worker::settings::ServerSettings,
+) -> ExitCode {
+    let signals = (|| {
+        Ok::<_, std::io::Error>((
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::quit())?,
+            signal(SignalKind::user_defined1())?,
+        ))
+    })();
+    let status = handed
+        .status
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::UnixStream::from_std(handed.status));
+    let (Ok((mut terminate, mut interrupt, mut quit, mut reopen)), Ok(status)) = (signals, status)
+    else {
+        return ExitCode::FAILURE;
+    };
+    let (mut from_supervisor, mut to_supervisor) = status.into_split();
+    let server = match Server::start(handed.listeners, app, &settings) {
+        Ok(server) => server,
+        Err(e) => {
+            let _ = to_supervisor
+                .write_all(format!("failed cannot serve: {e}\n").as_bytes())
+                .await;
+            return ExitCode::FAILURE;
+        }
+    };
+    if to_supervisor.write_all(b"ready\n").await.is_err() {
+        return ExitCode::FAILURE;
+    }
+    let number = handed.number;
+    let mut beat = tokio::time::interval(HEARTBEAT);
+    let mut scratch = [0u8; 64];
+    loop {
+        tokio::select! {
+            _ = beat.tick() => {
+                let line = format!("heartbeat {}\n", server.requests());
+                if to_supervisor.write_all(line.as_bytes()).await.is_err() {
+                    return ExitCode::FAILURE;
+                }
+            }
+            read = from_supervisor.read(&mut scratch) => {
+                if matches!(read, Ok(0) | Err(_)) {
+                    // The supervisor is gone.
+                    return ExitCode::FAILURE;
+                }
+            }
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => return ExitCode::SUCCESS,
+            _ = quit.recv() => return ExitCode::SUCCESS,
+            _ = reopen.recv() => {
+                for (path, error) in worker::eggs::serve::accesslog::reopen_all() {
+                    tracing::error!("cannot reopen {}: {error}", path.display());
+                }
+                tracing::info!("worker {number}: log files reopened");
+            }
+        }
+    }
+    let _ = to_supervisor.write_all(b"retiring\n").await;
+    let report = server.drain(LINGER, settings.graceful_timeout).await;
+    if report.abandoned > 0 {
+        tracing::warn!(
+            "graceful_timeout passed with {} connections open",
+            report.abandoned
+        );
+    }
+    ExitCode::SUCCESS
+}
