@@ -26,7 +26,8 @@ struct Running {
 }
 
 impl Running {
-    /// Starts `serve ARGS` on a free port and waits (with a deadline) for `listening on`.
+    /// Starts `serve ARGS` on a free port and waits (with a deadline) until its workers are
+    /// ready.
     fn start(args: &[&str]) -> Running {
         Running::start_binary(Path::new(env!("CARGO_BIN_EXE_serve")), args)
     }
@@ -57,6 +58,7 @@ impl Running {
         };
         let line = running.wait_for("listening on http://");
         running.addr = line.rsplit("http://").next().unwrap().trim().to_owned();
+        running.wait_for("ready: generation");
         running
     }
 
