@@ -33,7 +33,7 @@ use std::process::ExitCode;
 
 pub use deploy;
 pub use worker::eggs::{Children, Eggs};
-pub use worker::{app, body, conf, pipeline, settings};
+pub use worker::{app, body, conf, identity, pipeline, settings};
 
 /// Runs the `serve` command line (from `std::env::args`) with `eggs`.
 pub fn main_with(eggs: Eggs) -> ExitCode {

@@ -386,6 +386,12 @@ impl Supervisor<'_> {
                 if line == "ready" {
                     if matches!(w.state, State::Booting { .. }) {
                         w.state = State::Ready;
+                        tracing::info!(
+                            "worker {} (pid {}) of generation {} ready",
+                            w.number,
+                            w.child.id(),
+                            w.generation
+                        );
                     }
                     w.last_beat = now;
                 } else if line.starts_with("heartbeat") {
@@ -416,7 +422,12 @@ impl Supervisor<'_> {
                 .as_ref()
                 .is_some_and(|p| p.generation == w.generation);
             if retiring || self.stopping.is_some() {
-                tracing::debug!(pid = w.child.id(), "worker exited: {status}");
+                tracing::info!(
+                    "worker {} (pid {}) of generation {} stopped ({status})",
+                    w.number,
+                    w.child.id(),
+                    w.generation
+                );
             } else if pending {
                 // advance_reload sees the failure through the missing worker.
                 let reason = w

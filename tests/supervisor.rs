@@ -1,0 +1,515 @@
+//! End-to-end tests of the supervisor: reloads under load with zero failed requests, broken
+//! reloads that keep the old generation serving, killed, crashing and blocked workers, stops,
+//! and resource use across many reloads. Faulty apps come from `examples/fault_eggs.rs`, a
+//! program that embeds `serve` with test-only eggs.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use support::{example, Running};
+
+/// One HTTP/1.1 response: status, lower-cased headers, body.
+struct Reply {
+    status: u16,
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+fn read_reply(reader: &mut BufReader<TcpStream>) -> std::io::Result<Reply> {
+    let mut line = String::new();
+    if reader.read_line(&mut line)? == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "closed before the status line",
+        ));
+    }
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut headers = HashMap::new();
+    loop {
+        line.clear();
+        reader.read_line(&mut line)?;
+        let trimmed = line.trim_end();
+        if trimmed.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = trimmed.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+        }
+    }
+    let mut body = Vec::new();
+    if headers
+        .get("transfer-encoding")
+        .is_some_and(|v| v.contains("chunked"))
+    {
+        loop {
+            line.clear();
+            reader.read_line(&mut line)?;
+            let size = usize::from_str_radix(line.trim(), 16)
+                .map_err(|_| std::io::Error::other("bad chunk size"))?;
+            let mut chunk = vec![0u8; size + 2];
+            reader.read_exact(&mut chunk)?;
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..size]);
+        }
+    } else if let Some(length) = headers
+        .get("content-length")
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        body.resize(length, 0);
+        reader.read_exact(&mut body)?;
+    }
+    Ok(Reply {
+        status,
+        headers,
+        body,
+    })
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Client {
+    /// GET / on one keep-alive connection (reconnecting when the server closes it).
+    KeepAliveGet,
+    /// GET / on a new connection each time.
+    FreshGet,
+    /// POST /echo with a body on a keep-alive connection.
+    KeepAlivePost,
+}
+
+#[derive(Default, Debug)]
+struct Tally {
+    ok: u64,
+    failures: Vec<String>,
+    /// The body of the last GET / answer.
+    last: String,
+}
+
+/// Clients hammering a server until stopped.
+struct Load {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<Tally>>,
+}
+
+impl Load {
+    fn start(addr: &str, clients: &[Client]) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = clients
+            .iter()
+            .map(|client| {
+                let (addr, stop, client) = (addr.to_owned(), Arc::clone(&stop), *client);
+                std::thread::spawn(move || drive(&addr, client, &stop))
+            })
+            .collect();
+        Load { stop, threads }
+    }
+
+    fn finish(self) -> Tally {
+        self.stop.store(true, Ordering::SeqCst);
+        let mut total = Tally::default();
+        for thread in self.threads {
+            let tally = thread.join().unwrap();
+            total.ok += tally.ok;
+            total.failures.extend(tally.failures);
+            if !tally.last.is_empty() {
+                total.last = tally.last;
+            }
+        }
+        total
+    }
+}
+
+fn drive(addr: &str, client: Client, stop: &AtomicBool) -> Tally {
+    let mut tally = Tally::default();
+    let mut conn: Option<(TcpStream, BufReader<TcpStream>)> = None;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let payload = "p".repeat(2000);
+    while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+        let fresh = matches!(client, Client::FreshGet);
+        if conn.is_none() || fresh {
+            match TcpStream::connect(addr) {
+                Ok(stream) => {
+                    stream
+                        .set_read_timeout(Some(Duration::from_secs(20)))
+                        .unwrap();
+                    let reader = BufReader::new(stream.try_clone().unwrap());
+                    conn = Some((stream, reader));
+                }
+                Err(e) => {
+                    tally.failures.push(format!("{client:?}: connect: {e}"));
+                    continue;
+                }
+            }
+        }
+        let (stream, reader) = conn.as_mut().unwrap();
+        let request = match client {
+            Client::KeepAlivePost => format!(
+                "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{payload}",
+                payload.len()
+            ),
+            Client::FreshGet => "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".to_owned(),
+            Client::KeepAliveGet => "GET / HTTP/1.1\r\nHost: t\r\n\r\n".to_owned(),
+        };
+        if let Err(e) = stream.write_all(request.as_bytes()) {
+            tally.failures.push(format!("{client:?}: write: {e}"));
+            conn = None;
+            continue;
+        }
+        match read_reply(reader) {
+            Ok(reply) if reply.status == 200 => {
+                let body = String::from_utf8_lossy(&reply.body).into_owned();
+                match client {
+                    Client::KeepAlivePost if !body.ends_with(&payload) => {
+                        tally.failures.push(format!("{client:?}: body lost"))
+                    }
+                    Client::KeepAlivePost => tally.ok += 1,
+                    _ => {
+                        tally.ok += 1;
+                        tally.last = body;
+                    }
+                }
+                if reply
+                    .headers
+                    .get("connection")
+                    .is_some_and(|c| c.eq_ignore_ascii_case("close"))
+                {
+                    conn = None;
+                }
+            }
+            Ok(reply) => {
+                tally
+                    .failures
+                    .push(format!("{client:?}: status {}", reply.status));
+                conn = None;
+            }
+            Err(e) => {
+                tally.failures.push(format!("{client:?}: read: {e}"));
+                conn = None;
+            }
+        }
+    }
+    tally
+}
+
+/// A deploy file answering `TAG: Hello world!` at `/`, with an echo at `/echo`.
+fn versioned(tag: &str, workers: usize, extra: &str) -> String {
+    format!(
+        "[composite:main]\nuse = egg:Paste#urlmap\n/ = hello\n/echo = echo\n\
+         [pipeline:hello]\npipeline = tag app\n[filter:tag]\nuse = egg:minimal\nprefix = {tag}:\n\
+         [app:app]\nuse = egg:minimal\n[app:echo]\nuse = egg:serve#echo\n{extra}\
+         [server:main]\nuse = egg:serve#http\nworkers = {workers}\n"
+    )
+}
+
+fn write(path: &Path, text: &str) {
+    // As an editor saves: a new file renamed over the old one.
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+fn get(addr: &str, path: &str) -> String {
+    support::body(&support::request(addr, path))
+}
+
+fn deploy_dir(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let ini = dir.path().join("deploy.ini");
+    write(&ini, text);
+    (dir, ini)
+}
+
+#[test]
+fn twenty_reloads_under_load_fail_no_request_and_switch_the_answer() {
+    let (_dir, ini) = deploy_dir(&versioned("v0", 2, ""));
+    let serve = Running::start(&[ini.to_str().unwrap()]);
+    let load = Load::start(
+        &serve.addr,
+        &[
+            Client::KeepAliveGet,
+            Client::KeepAliveGet,
+            Client::FreshGet,
+            Client::KeepAlivePost,
+        ],
+    );
+    for n in 1..=20u64 {
+        write(&ini, &versioned(&format!("v{n}"), 2, ""));
+        serve.signal("HUP");
+        serve.wait_for_new(&format!("-> {} in", n + 1));
+    }
+    // Once the last old generation has stopped, every answer is the last config's.
+    serve.wait_for_new("of generation 20 stopped");
+    let latest = get(&serve.addr, "/");
+    let tally = load.finish();
+    assert!(
+        tally.failures.is_empty(),
+        "{} failed requests of {}: {:?}",
+        tally.failures.len(),
+        tally.ok + tally.failures.len() as u64,
+        &tally.failures[..tally.failures.len().min(10)]
+    );
+    assert!(
+        tally.ok > 100,
+        "the load was too light to mean anything: {}",
+        tally.ok
+    );
+    assert_eq!(latest, "v20: Hello world!\n");
+}
+
+#[test]
+fn broken_reloads_keep_the_old_generation_serving() {
+    let (_dir, ini) = deploy_dir(&versioned("good", 2, ""));
+    let serve = Running::start_binary(
+        &example("fault_eggs"),
+        &["--boot-timeout", "2", ini.to_str().unwrap()],
+    );
+    let load = Load::start(
+        &serve.addr,
+        &[
+            Client::KeepAliveGet,
+            Client::FreshGet,
+            Client::KeepAlivePost,
+        ],
+    );
+    let broken: [(&str, String, &str); 5] = [
+        (
+            "bad INI line",
+            versioned("bad", 2, "this line has no delimiter\n"),
+            "deploy.ini:14: line has no '=' or ':'",
+        ),
+        (
+            "unknown egg",
+            versioned("bad", 2, "").replace("egg:minimal\nprefix", "egg:nosuch\nprefix"),
+            "No package metadata was found for nosuch",
+        ),
+        (
+            "failing factory",
+            versioned("bad", 2, "").replace(
+                "[app:app]\nuse = egg:minimal",
+                "[app:app]\nuse = egg:test#fail",
+            ),
+            "reason: this factory always fails",
+        ),
+        (
+            "crash at boot",
+            versioned("bad", 2, "").replace(
+                "[app:app]\nuse = egg:minimal",
+                "[app:app]\nuse = egg:test#abort",
+            ),
+            "signal: 6",
+        ),
+        (
+            "never ready",
+            versioned("bad", 2, "").replace(
+                "[app:app]\nuse = egg:minimal",
+                "[app:app]\nuse = egg:test#hang",
+            ),
+            "not ready within the boot timeout",
+        ),
+    ];
+    for (what, text, cause) in &broken {
+        write(&ini, text);
+        serve.signal("HUP");
+        let line = serve.wait_for_new("failed");
+        assert!(line.contains(cause), "{what}: {line}");
+        assert!(
+            line.contains("keeps serving") || line.contains("reload failed"),
+            "{what}: {line}"
+        );
+        assert_eq!(get(&serve.addr, "/"), "good: Hello world!\n", "{what}");
+    }
+    write(&ini, &versioned("fixed", 2, ""));
+    serve.signal("HUP");
+    serve.wait_for_new("reloaded: generation 1 -> 2");
+    serve.wait_for_new("of generation 1 stopped");
+    serve.wait_for_new("of generation 1 stopped");
+    assert_eq!(get(&serve.addr, "/"), "fixed: Hello world!\n");
+    let tally = load.finish();
+    assert!(
+        tally.failures.is_empty(),
+        "{:?}",
+        &tally.failures[..tally.failures.len().min(10)]
+    );
+}
+
+fn pids(line: &str) -> Vec<i32> {
+    let list = line.rsplit("pids ").next().unwrap().trim_end_matches(')');
+    list.split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect()
+}
+
+fn alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+}
+
+#[test]
+fn a_killed_worker_is_replaced() {
+    let (_dir, ini) = deploy_dir(&versioned("v", 2, ""));
+    let serve = Running::start(&[ini.to_str().unwrap()]);
+    let workers = pids(&serve.wait_for("ready: generation 1"));
+    assert_eq!(workers.len(), 2);
+    let load = Load::start(&serve.addr, &[Client::FreshGet, Client::FreshGet]);
+    std::process::Command::new("kill")
+        .args(["-KILL", &workers[0].to_string()])
+        .status()
+        .unwrap();
+    let line = serve.wait_for_new("restarting it in");
+    assert!(line.contains(&format!("(pid {})", workers[0])), "{line}");
+    serve.wait_for_new("of generation 1 ready");
+    let tally = load.finish();
+    // Fresh connections on the other worker, or queued in the shared socket, never fail; only
+    // a request the killed worker had already accepted can.
+    assert!(tally.failures.len() <= 2, "{:?}", tally.failures);
+    assert_eq!(get(&serve.addr, "/"), "v: Hello world!\n");
+}
+
+#[test]
+fn a_crash_looping_worker_is_restarted_with_growing_pauses_while_the_other_serves() {
+    let ini_text = versioned("v", 2, "").replace(
+        "[app:app]\nuse = egg:minimal",
+        "[app:app]\nuse = egg:test#crash_later\nworker = 1\nms = 50",
+    );
+    let (_dir, ini) = deploy_dir(&ini_text);
+    let serve = Running::start_binary(&example("fault_eggs"), &[ini.to_str().unwrap()]);
+    let mut delays = Vec::new();
+    for _ in 0..4 {
+        let line = serve.wait_for_new("restarting it in");
+        let delay = line.rsplit("restarting it in ").next().unwrap().to_owned();
+        delays.push(delay);
+    }
+    assert_eq!(delays, ["100ms", "200ms", "400ms", "800ms"]);
+    assert_eq!(get(&serve.addr, "/"), "v: still here\n");
+}
+
+#[test]
+fn a_blocked_worker_is_killed_after_the_timeout_and_replaced() {
+    let ini_text = versioned("v", 1, "").replace("/echo = echo", "/echo = echo\n/block = block")
+        + "[app:block]\nuse = egg:test#block\nseconds = 60\n";
+    let (_dir, ini) = deploy_dir(&ini_text);
+    let serve = Running::start_binary(
+        &example("fault_eggs"),
+        &["--timeout", "2", ini.to_str().unwrap()],
+    );
+    let addr = serve.addr.clone();
+    let blocked = std::thread::spawn(move || {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let _ = stream.write_all(b"GET /block HTTP/1.1\r\nHost: t\r\n\r\n");
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest);
+    });
+    serve.wait_for_new("sent no heartbeat");
+    serve.wait_for_new("restarting it in");
+    serve.wait_for_new("of generation 1 ready");
+    assert_eq!(get(&serve.addr, "/"), "v: Hello world!\n");
+    blocked.join().unwrap();
+}
+
+#[test]
+fn term_finishes_a_slow_request_then_exits_and_idle_term_is_quick() {
+    let (_dir, ini) = deploy_dir(
+        "[app:main]\nuse = egg:test#sleep\n[server:main]\nuse = egg:serve#http\nworkers = 2\n",
+    );
+    let mut serve = Running::start_binary(&example("fault_eggs"), &[ini.to_str().unwrap()]);
+    let addr = serve.addr.clone();
+    let slow = std::thread::spawn(move || support::request(&addr, "/?1500"));
+    serve.wait_for_new("test#sleep: sleeping 1500 ms");
+    serve.signal("TERM");
+    let response = slow.join().unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert_eq!(support::body(&response), "slept 1500\n");
+    assert_eq!(serve.wait_exit(), Some(0));
+
+    let (_dir, ini) = deploy_dir(&versioned("v", 2, ""));
+    let mut idle = Running::start(&[ini.to_str().unwrap()]);
+    let asked = Instant::now();
+    idle.signal("TERM");
+    assert_eq!(idle.wait_exit(), Some(0));
+    assert!(
+        asked.elapsed() < Duration::from_millis(200),
+        "idle stop took {:?}",
+        asked.elapsed()
+    );
+}
+
+#[test]
+fn workers_die_with_a_killed_supervisor_and_the_port_is_free_again() {
+    let (_dir, ini) = deploy_dir(&versioned("v", 2, ""));
+    let mut serve = Running::start(&[ini.to_str().unwrap()]);
+    let workers = pids(&serve.wait_for("ready: generation 1"));
+    let addr = serve.addr.clone();
+    serve.child.kill().unwrap();
+    serve.child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while workers.iter().any(|p| alive(*p)) {
+        assert!(
+            Instant::now() < deadline,
+            "workers outlived their supervisor by a second"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::net::TcpListener::bind(&addr).unwrap();
+}
+
+fn resources(pid: u32) -> (usize, u64, u64) {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    (fds, field("Threads:"), field("VmRSS:"))
+}
+
+#[test]
+fn two_hundred_reloads_leak_no_fd_thread_or_memory() {
+    let (_dir, ini) = deploy_dir(&versioned("v", 1, ""));
+    let serve = Running::start(&[ini.to_str().unwrap()]);
+    // Warm up, so lazily allocated buffers are in place before measuring.
+    for n in 2..=11 {
+        serve.signal("HUP");
+        serve.wait_for_new(&format!("-> {n} in"));
+    }
+    // Measure with no old worker left (its status socket would count).
+    serve.wait_for_new("of generation 10 stopped");
+    let before = resources(serve.pid());
+    for n in 12..=211 {
+        serve.signal("HUP");
+        serve.wait_for_new(&format!("-> {n} in"));
+    }
+    serve.wait_for_new("of generation 210 stopped");
+    let after = resources(serve.pid());
+    assert_eq!(after.0, before.0, "open fds changed");
+    assert_eq!(after.1, before.1, "threads changed");
+    assert!(
+        after.2 < before.2 + 1024,
+        "RSS grew from {} KiB to {} KiB",
+        before.2,
+        after.2
+    );
+    assert_eq!(get(&serve.addr, "/"), "v: Hello world!\n");
+}

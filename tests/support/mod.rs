@@ -1,0 +1,227 @@
+//! Helpers shared by the end-to-end tests: a running `serve` (or a program embedding it) on a
+//! free loopback port, its log, and a minimal HTTP/1.1 client.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// An example program (built by `cargo test` next to the binaries).
+pub fn example(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_serve"))
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} was not built (run the tests with cargo test)",
+        path.display()
+    );
+    path
+}
+
+/// A running `serve` and the address it announced.
+pub struct Running {
+    pub child: Child,
+    pub addr: String,
+    log: mpsc::Receiver<String>,
+    /// Every log line received so far.
+    history: std::cell::RefCell<Vec<String>>,
+    /// How many lines of the history `wait_for_new` has passed.
+    cursor: std::cell::Cell<usize>,
+}
+
+impl Running {
+    /// Starts `serve ARGS` on a free port and waits (with a deadline) until its workers are
+    /// ready.
+    pub fn start(args: &[&str]) -> Running {
+        Running::start_binary(Path::new(env!("CARGO_BIN_EXE_serve")), args)
+    }
+
+    /// Starts `BINARY ARGS` (a program with serve's command line) on a free port.
+    pub fn start_binary(binary: &Path, args: &[&str]) -> Running {
+        let mut child = Command::new(binary)
+            .args(["--bind", "127.0.0.1:0"])
+            .args(args)
+            .current_dir(root())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, log) = mpsc::channel();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut running = Running {
+            child,
+            addr: String::new(),
+            log,
+            history: Default::default(),
+            cursor: Default::default(),
+        };
+        let line = running.wait_for("listening on http://");
+        running.addr = line.rsplit("http://").next().unwrap().trim().to_owned();
+        running.wait_for("ready: generation");
+        running
+    }
+
+    /// A log line containing `text`, logged so far or within 20 seconds.
+    pub fn wait_for(&self, text: &str) -> String {
+        if let Some(line) = self.history.borrow().iter().find(|l| l.contains(text)) {
+            return line.clone();
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) => {
+                    self.history.borrow_mut().push(line.clone());
+                    if line.contains(text) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no log line with {text:?} within 20s; seen:\n{}",
+                    self.history.borrow().join("\n")
+                ),
+            }
+        }
+    }
+
+    /// The next log line containing `text` after the one the last call returned, within 30
+    /// seconds.
+    pub fn wait_for_new(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let start = self.cursor.get();
+            let found = self.history.borrow()[start..]
+                .iter()
+                .position(|l| l.contains(text));
+            if let Some(offset) = found {
+                self.cursor.set(start + offset + 1);
+                return self.history.borrow()[start + offset].clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) => self.history.borrow_mut().push(line),
+                Err(_) => panic!(
+                    "no new log line with {text:?} within 30s; seen:\n{}",
+                    self.history.borrow().join("\n")
+                ),
+            }
+        }
+    }
+
+    /// The PID of the process.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits (with a deadline) for the process to exit; its status code.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "serve did not exit within 20s");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One request with `Connection: close`; the whole response.
+pub fn request(addr: &str, path: &str) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+/// The body of a chunked or plain response, de-chunked.
+pub fn body(response: &str) -> String {
+    let (head, rest) = response.split_once("\r\n\r\n").unwrap();
+    if !head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return rest.to_owned();
+    }
+    let mut out = String::new();
+    let mut rest = rest;
+    loop {
+        let (size, after) = rest.split_once("\r\n").unwrap();
+        let size = usize::from_str_radix(size.trim(), 16).unwrap();
+        if size == 0 {
+            return out;
+        }
+        out.push_str(&after[..size]);
+        rest = &after[size + 2..];
+    }
+}
+
+/// Sends raw request bytes on a new connection; the whole response.
+pub fn raw(addr: &str, request: &str) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+pub fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&data[..line_end]).unwrap().trim(), 16)
+                .unwrap();
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&data[..size]);
+        data = &data[size + 2..];
+    }
+}
