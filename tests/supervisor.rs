@@ -513,3 +513,33 @@ fn two_hundred_reloads_leak_no_fd_thread_or_memory() {
     );
     assert_eq!(get(&serve.addr, "/"), "v: Hello world!\n");
 }
+
+#[test]
+fn max_requests_recycles_workers_under_load_without_losing_a_request() {
+    let (_dir, ini) = deploy_dir(&versioned("v", 2, ""));
+    let serve = Running::start(&[
+        "--max-requests",
+        "100",
+        "--max-requests-jitter",
+        "20",
+        ini.to_str().unwrap(),
+    ]);
+    let load = Load::start(
+        &serve.addr,
+        &[
+            Client::KeepAliveGet,
+            Client::FreshGet,
+            Client::KeepAlivePost,
+        ],
+    );
+    for _ in 0..3 {
+        serve.wait_for_new("recycled");
+    }
+    let tally = load.finish();
+    assert!(
+        tally.failures.is_empty(),
+        "{:?}",
+        &tally.failures[..tally.failures.len().min(10)]
+    );
+    assert!(tally.ok >= 300, "{}", tally.ok);
+}

@@ -45,6 +45,12 @@ pub struct Overrides {
     /// Seconds a new worker has to become ready (default 30).
     #[arg(long = "boot-timeout", value_name = "SECONDS")]
     pub boot_timeout: Option<f64>,
+    /// Replace a worker after about N requests (`max_requests`; 0, the default, never).
+    #[arg(long = "max-requests", value_name = "N")]
+    pub max_requests: Option<u64>,
+    /// Up to N more requests, at random per worker (`max_requests_jitter`).
+    #[arg(long = "max-requests-jitter", value_name = "N")]
+    pub max_requests_jitter: Option<u64>,
 }
 
 /// The subcommands.

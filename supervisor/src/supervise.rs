@@ -58,6 +58,12 @@ struct Worker {
     last_beat: Instant,
     /// Why it failed, as it said (`failed REASON`).
     failure: Option<String>,
+    /// Requests served, as of the last heartbeat.
+    requests: u64,
+    /// Past this many requests the worker is replaced (`max_requests` plus its jitter).
+    recycle_at: Option<u64>,
+    /// A replacement has been started for it.
+    replaced: bool,
 }
 
 impl Worker {
@@ -91,6 +97,8 @@ struct Limits {
     boot_timeout: Duration,
     timeout: Duration,
     graceful_timeout: Duration,
+    max_requests: u64,
+    max_requests_jitter: u64,
 }
 
 struct Supervisor<'a> {
@@ -167,6 +175,10 @@ pub fn supervise(target: &Target, overrides: &Overrides, eggs: &Eggs) -> Result<
             .timeout
             .map_or(settings.timeout, Duration::from_secs_f64),
         graceful_timeout: settings.graceful_timeout,
+        max_requests: overrides.max_requests.unwrap_or(settings.max_requests),
+        max_requests_jitter: overrides
+            .max_requests_jitter
+            .unwrap_or(settings.max_requests_jitter),
     };
     let exe = std::env::current_exe().map_err(|e| format!("cannot find my own binary: {e}"))?;
     let mut supervisor = Supervisor {
@@ -232,6 +244,9 @@ impl Supervisor<'_> {
             number,
             "worker started"
         );
+        let recycle_at = (self.limits.max_requests > 0).then(|| {
+            self.limits.max_requests + jitter(self.limits.max_requests_jitter, started.child.id())
+        });
         self.workers.push(Worker {
             number,
             generation,
@@ -244,6 +259,9 @@ impl Supervisor<'_> {
             started: now,
             last_beat: now,
             failure: None,
+            requests: 0,
+            recycle_at,
+            replaced: false,
         });
         Ok(())
     }
@@ -342,6 +360,57 @@ impl Supervisor<'_> {
             }
             self.advance_reload();
             self.keep_slots_filled();
+            self.recycle();
+        }
+    }
+
+    /// `max_requests`: replaces a worker that served its share, start before stop, one at a
+    /// time.
+    fn recycle(&mut self) {
+        if self.pending.is_some() {
+            return;
+        }
+        // A replacement that is ready retires the worker it replaces.
+        let deadline = Instant::now() + self.limits.graceful_timeout + KILL_GRACE;
+        let generation = self.generation;
+        let ready_slots: Vec<usize> = self
+            .workers
+            .iter()
+            .filter(|w| w.generation == generation && w.state == State::Ready && !w.replaced)
+            .map(|w| w.number)
+            .collect();
+        for w in &mut self.workers {
+            let has_ready_replacement = ready_slots.contains(&w.number);
+            if w.replaced && w.state == State::Ready && has_ready_replacement {
+                tracing::info!(
+                    "worker {} (pid {}) served {} requests; recycled",
+                    w.number,
+                    w.child.id(),
+                    w.requests
+                );
+                w.signal(Signal::SIGTERM);
+                w.state = State::Retiring { deadline };
+            }
+        }
+        let booting = self
+            .workers
+            .iter()
+            .any(|w| w.generation == generation && matches!(w.state, State::Booting { .. }));
+        if booting {
+            return;
+        }
+        let due = self.workers.iter_mut().find(|w| {
+            w.generation == generation
+                && w.state == State::Ready
+                && !w.replaced
+                && w.recycle_at.is_some_and(|limit| w.requests >= limit)
+        });
+        if let Some(w) = due {
+            w.replaced = true;
+            let number = w.number;
+            if let Err(e) = self.spawn(number, generation) {
+                tracing::error!("{e}");
+            }
         }
     }
 
@@ -394,8 +463,9 @@ impl Supervisor<'_> {
                         );
                     }
                     w.last_beat = now;
-                } else if line.starts_with("heartbeat") {
+                } else if let Some(count) = line.strip_prefix("heartbeat") {
                     w.last_beat = now;
+                    w.requests = count.trim().parse().unwrap_or(w.requests);
                 } else if let Some(reason) = line.strip_prefix("failed ") {
                     w.failure = Some(reason.to_owned());
                 } else if line == "retiring" {
@@ -696,6 +766,18 @@ impl Supervisor<'_> {
             }
         }
     }
+}
+
+/// A worker's extra requests before recycling, up to `max`, different for each worker so they
+/// do not all recycle at once.
+fn jitter(max: u64, pid: u32) -> u64 {
+    if max == 0 {
+        return 0;
+    }
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(pid);
+    hasher.finish() % (max + 1)
 }
 
 /// Why a booting worker failed.
