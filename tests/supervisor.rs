@@ -543,3 +543,43 @@ fn max_requests_recycles_workers_under_load_without_losing_a_request() {
     );
     assert!(tally.ok >= 300, "{}", tally.ok);
 }
+
+#[test]
+fn reload_on_save_of_the_ini_or_an_include_and_a_broken_save_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let ini = dir.path().join("deploy.ini");
+    let inc = dir.path().join("app.ini");
+    let top = |tag: &str| {
+        format!("[pipeline:main]\npipeline = tag app\n[filter:tag]\nuse = egg:minimal\nprefix = {tag}:\n[app:app]\nuse = config:app.ini\n")
+    };
+    write(&inc, "[app:main]\nuse = egg:minimal\n");
+    write(&ini, &top("one"));
+    let serve = Running::start(&["--reload", ini.to_str().unwrap()]);
+    serve.wait_for("watching 2 files for changes");
+    assert_eq!(get(&serve.addr, "/"), "one: Hello world!\n");
+    let load = Load::start(&serve.addr, &[Client::KeepAliveGet, Client::FreshGet]);
+    // Saving the INI reloads.
+    write(&ini, &top("two"));
+    serve.wait_for_new("reloaded: generation 1 -> 2");
+    serve.wait_for_new("of generation 1 stopped");
+    assert_eq!(get(&serve.addr, "/"), "two: Hello world!\n");
+    // Saving the included file reloads too.
+    write(&inc, "[app:main]\nuse = egg:minimal\nuse_class = true\n");
+    serve.wait_for_new("reloaded: generation 2 -> 3");
+    // A broken save keeps generation 3 serving.
+    write(&ini, "[pipeline:main]\npipeline = tag app\nbroken line\n");
+    let line = serve.wait_for_new("reload failed");
+    assert!(line.contains("deploy.ini:3:"), "{line}");
+    assert_eq!(get(&serve.addr, "/"), "two: Hello world!\n");
+    // And the fix is picked up.
+    write(&ini, &top("three"));
+    serve.wait_for_new("reloaded: generation 3 -> 4");
+    serve.wait_for_new("of generation 3 stopped");
+    assert_eq!(get(&serve.addr, "/"), "three: Hello world!\n");
+    let tally = load.finish();
+    assert!(
+        tally.failures.is_empty(),
+        "{:?}",
+        &tally.failures[..tally.failures.len().min(10)]
+    );
+}

@@ -45,6 +45,11 @@ pub struct Overrides {
     /// Seconds a new worker has to become ready (default 30).
     #[arg(long = "boot-timeout", value_name = "SECONDS")]
     pub boot_timeout: Option<f64>,
+    /// Reload when a file the config read changes (the INI, its `config:` includes, and the
+    /// `watch_files` of a `[serve]` or `[pserve]` section); also `reload = true` in the server
+    /// section.
+    #[arg(long)]
+    pub reload: bool,
     /// Replace a worker after about N requests (`max_requests`; 0, the default, never).
     #[arg(long = "max-requests", value_name = "N")]
     pub max_requests: Option<u64>,

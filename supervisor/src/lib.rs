@@ -24,6 +24,7 @@ mod handoff;
 mod run;
 mod supervise;
 mod tree;
+mod watch;
 mod worker_main;
 
 use clap::Parser;

@@ -115,12 +115,21 @@ struct Supervisor<'a> {
     backoff: HashMap<usize, Backoff>,
     respawn: HashMap<usize, Instant>,
     stopping: Option<Instant>,
+    /// Whether to reload on file changes, and the watch.
+    watching: bool,
+    watch: Option<crate::watch::FileWatch>,
+    /// When a debounced file change should reload.
+    reload_at: Option<Instant>,
+    /// The config files the plan was read from.
+    files: Vec<PathBuf>,
 }
 
 /// The flags signal handlers set, and the pipe that wakes `poll`.
 struct Signals {
     flags: HashMap<i32, Arc<AtomicBool>>,
     wake: UnixStream,
+    /// A writer that wakes `poll` (for the file watcher).
+    waker: UnixStream,
 }
 
 impl Signals {
@@ -137,7 +146,11 @@ impl Signals {
             signal_hook::low_level::pipe::register(signal, wake_writer.try_clone()?)?;
             flags.insert(signal, flag);
         }
-        Ok(Signals { flags, wake })
+        Ok(Signals {
+            flags,
+            wake,
+            waker: wake_writer,
+        })
     }
 
     /// Whether `signal` arrived since the last look.
@@ -195,8 +208,13 @@ pub fn supervise(target: &Target, overrides: &Overrides, eggs: &Eggs) -> Result<
         backoff: HashMap::new(),
         respawn: HashMap::new(),
         stopping: None,
+        watching: overrides.reload || settings.reload,
+        watch: None,
+        reload_at: None,
+        files: plan.files.clone(),
     };
     supervisor.boot(&mut signals)?;
+    supervisor.rewatch(&signals);
     supervisor.run(&mut signals);
     supervisor.remove_unix_sockets(&settings);
     Ok(())
@@ -332,6 +350,20 @@ impl Supervisor<'_> {
             }
             if signals.take(SIGHUP) {
                 self.reload();
+                self.rewatch(signals);
+            }
+            if self
+                .watch
+                .as_ref()
+                .is_some_and(crate::watch::FileWatch::take_change)
+            {
+                self.reload_at = Some(Instant::now() + crate::watch::DEBOUNCE);
+            }
+            if self.reload_at.is_some_and(|at| Instant::now() >= at) && self.pending.is_none() {
+                self.reload_at = None;
+                tracing::info!("a config file changed");
+                self.reload();
+                self.rewatch(signals);
             }
             if signals.take(SIGUSR1) {
                 for w in &self.workers {
@@ -634,6 +666,7 @@ impl Supervisor<'_> {
         if settings.listen.len() != self.listeners.len() && self.overrides.bind.is_empty() {
             tracing::warn!("reload: the listen addresses in the file changed; serve keeps {} (restart to change them)", current.join(" "));
         }
+        self.files = plan.files.clone();
         match serde_json::to_string(&plan) {
             Ok(json) => self.plan_json = json,
             Err(e) => {
@@ -743,7 +776,36 @@ impl Supervisor<'_> {
             State::Booting { deadline } | State::Retiring { deadline } => deadline,
             State::Ready => w.last_beat + self.limits.timeout,
         });
-        workers.chain(self.respawn.values().copied()).min()
+        workers
+            .chain(self.respawn.values().copied())
+            .chain(self.reload_at)
+            .min()
+    }
+
+    /// With `--reload`: watches the files the current config read (they may have changed
+    /// with the reload: a new include).
+    fn rewatch(&mut self, signals: &Signals) {
+        if !self.watching {
+            return;
+        }
+        let mut files = self.files.clone();
+        if let Some(config) = files.first().cloned() {
+            files.extend(crate::watch::watch_files(&config));
+        }
+        if self.watch.as_ref().is_some_and(|w| {
+            w.files()
+                .iter()
+                .eq(files.iter().collect::<std::collections::BTreeSet<_>>())
+        }) {
+            return;
+        }
+        match crate::watch::FileWatch::new(&files, &signals.waker) {
+            Ok(watch) => {
+                tracing::info!("watching {} files for changes", watch.files().len());
+                self.watch = Some(watch);
+            }
+            Err(e) => tracing::error!("cannot watch the config files: {e}"),
+        }
     }
 
     fn kill_all(&self, signal: Signal) {

@@ -109,6 +109,8 @@ pub struct ServerSettings {
     pub max_header_size: usize,
     /// Connections one worker serves at once; past that it stops accepting.
     pub max_connections: usize,
+    /// Reload when a config file changes (`reload = true`, like `--reload`).
+    pub reload: bool,
     /// Keys that were not understood (another server's), for a warning.
     pub ignored: Vec<String>,
 }
@@ -134,6 +136,7 @@ impl Default for ServerSettings {
             header_timeout: Duration::from_secs(10),
             max_header_size: 64 * 1024,
             max_connections: 10_000,
+            reload: false,
             ignored: Vec::new(),
         }
     }
@@ -156,6 +159,7 @@ const KNOWN: &[&str] = &[
     "header_timeout",
     "max_header_size",
     "max_connections",
+    "reload",
 ];
 
 fn seconds(local: &Conf, key: &str, default: Duration) -> Result<Duration, EggError> {
@@ -246,6 +250,7 @@ impl ServerSettings {
                 .unwrap_or(64 * 1024),
             max_connections: usize::try_from(count(local, "max_connections", 10_000, 1)?)
                 .unwrap_or(10_000),
+            reload: local.flag("reload", false)?,
             ignored: local
                 .keys()
                 .filter(|k| !KNOWN.contains(&k.as_str()))
