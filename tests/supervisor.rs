@@ -583,3 +583,61 @@ fn reload_on_save_of_the_ini_or_an_include_and_a_broken_save_keeps_serving() {
         &tally.failures[..tally.failures.len().min(10)]
     );
 }
+
+#[test]
+fn pid_file_user_and_check_config() {
+    let (dir, ini) = deploy_dir(&versioned("v", 1, ""));
+    let pid_file = dir.path().join("serve.pid");
+    let mut serve = Running::start(&[
+        "--pid",
+        pid_file.to_str().unwrap(),
+        "--user",
+        "nobody",
+        ini.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap().trim(),
+        serve.pid().to_string()
+    );
+    let worker = pids(&serve.wait_for("ready: generation 1"))[0];
+    let status = std::fs::read_to_string(format!("/proc/{worker}/status")).unwrap();
+    let uid_line = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .unwrap()
+        .to_owned();
+    let nobody = std::process::Command::new("id")
+        .args(["-u", "nobody"])
+        .output()
+        .unwrap();
+    let nobody = String::from_utf8(nobody.stdout).unwrap().trim().to_owned();
+    assert!(
+        uid_line.split_whitespace().skip(1).all(|u| u == nobody),
+        "{uid_line}"
+    );
+    assert_eq!(get(&serve.addr, "/"), "v: Hello world!\n");
+    serve.signal("TERM");
+    assert_eq!(serve.wait_exit(), Some(0));
+    assert!(!pid_file.exists(), "the pid file outlived the supervisor");
+
+    let ok = std::process::Command::new(env!("CARGO_BIN_EXE_serve"))
+        .args(["--check-config", ini.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    write(
+        &ini,
+        "[app:main]\nuse = egg:serve#static\nroot = /nonexistent\n",
+    );
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_serve"))
+        .args(["--check-config", ini.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr)
+        .contains("deploy.ini:3: [app:main] serve#static: root: /nonexistent is not a directory"));
+}

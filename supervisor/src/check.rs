@@ -47,6 +47,15 @@ pub fn run(check: &Check, eggs: &Eggs) -> ExitCode {
     status
 }
 
+/// Loads what `serve [OPTIONS] CONFIG_URI` names and builds its pipeline and server settings,
+/// as a worker would (`--check-config`).
+pub fn validate(target: &crate::cli::Target, eggs: &Eggs) -> Result<Plan, String> {
+    let plan = crate::resolve(target, eggs)?;
+    worker::pipeline::build(&plan.app, eggs).map_err(|e| e.to_string())?;
+    worker::pipeline::build_server(plan.server.as_ref(), eggs).map_err(|e| e.to_string())?;
+    Ok(plan)
+}
+
 /// The `--json` form: `{"app": NODE, "server": NODE|null, "files": [...]}`, on one line when
 /// several files are checked.
 fn json(plan: &Plan, one_line: bool) -> String {

@@ -50,6 +50,18 @@ pub struct Overrides {
     /// section.
     #[arg(long)]
     pub reload: bool,
+    /// Write the supervisor's PID to FILE (removed at exit).
+    #[arg(long = "pid", value_name = "FILE")]
+    pub pid_file: Option<std::path::PathBuf>,
+    /// Run the workers as USER (after the supervisor bound the sockets).
+    #[arg(short = 'u', long, value_name = "USER")]
+    pub user: Option<String>,
+    /// Run the workers with GROUP (default: USER's group).
+    #[arg(short = 'g', long, value_name = "GROUP")]
+    pub group: Option<String>,
+    /// Load the config and build its pipeline, then exit: 0 if it is valid (as `serve check`).
+    #[arg(long = "check-config")]
+    pub check_config: bool,
     /// Replace a worker after about N requests (`max_requests`; 0, the default, never).
     #[arg(long = "max-requests", value_name = "N")]
     pub max_requests: Option<u64>,

@@ -42,6 +42,8 @@ pub struct Spawn<'a> {
     pub threads: Option<usize>,
     /// Command-line overrides: drain deadline.
     pub graceful_timeout: Option<Duration>,
+    /// The user and group the worker runs as, if not the supervisor's.
+    pub credentials: Option<(u32, u32)>,
 }
 
 /// A started worker: its process and the supervisor's end of its status socket.
@@ -98,6 +100,7 @@ pub fn spawn(spawn: &Spawn<'_>, number: usize) -> io::Result<Started> {
         })
         .collect();
     let status_fd = FIRST_LISTENER + i32::try_from(listeners).unwrap_or(i32::MAX);
+    let credentials = spawn.credentials;
     let mut command = Command::new(spawn.exe);
     command
         .arg0(format!("serve: worker {}/{number}", spawn.generation))
@@ -114,8 +117,8 @@ pub fn spawn(spawn: &Spawn<'_>, number: usize) -> io::Result<Started> {
     if let Some(timeout) = spawn.graceful_timeout {
         command.env("SERVE_GRACEFUL_TIMEOUT_MS", timeout.as_millis().to_string());
     }
-    // SAFETY: the closure runs in the child between fork and exec; it only calls dup2 and
-    // prctl, which are async-signal-safe, on fds that stay open until exec (`sources` lives in
+    // SAFETY: the closure runs in the child between fork and exec; it only calls dup2,
+    // setgroups, setgid, setuid and prctl, which are async-signal-safe, on fds that stay open until exec (`sources` lives in
     // the parent past `spawn()`, and the child has its own copy of the fd table).
     unsafe {
         command.pre_exec(move || {
@@ -125,6 +128,17 @@ pub fn spawn(spawn: &Spawn<'_>, number: usize) -> io::Result<Started> {
                     return Err(io::Error::last_os_error());
                 }
             }
+            if let Some((uid, gid)) = credentials {
+                // Group first: once the user changes, the group can no longer be set.
+                let groups = [gid];
+                if nix::libc::setgroups(1, groups.as_ptr()) < 0
+                    || nix::libc::setgid(gid) < 0
+                    || nix::libc::setuid(uid) < 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            // After setuid, which clears it.
             if nix::libc::prctl(nix::libc::PR_SET_PDEATHSIG, nix::libc::SIGKILL, 0, 0, 0) < 0 {
                 return Err(io::Error::last_os_error());
             }

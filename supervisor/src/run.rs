@@ -9,6 +9,12 @@ use worker::settings::{ListenAddr, ServerSettings, DEFAULT_PORT};
 
 /// Runs the supervisor; the exit status says whether it started and stopped cleanly.
 pub fn run(target: &Target, overrides: &Overrides, eggs: &Eggs) -> ExitCode {
+    if overrides.check_config {
+        return match crate::check::validate(target, eggs) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(message) => crate::report(&message),
+        };
+    }
     match crate::supervise::supervise(target, overrides, eggs) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => crate::report(&message),

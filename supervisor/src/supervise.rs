@@ -122,6 +122,8 @@ struct Supervisor<'a> {
     reload_at: Option<Instant>,
     /// The config files the plan was read from.
     files: Vec<PathBuf>,
+    /// `--user`/`--group`, resolved.
+    credentials: Option<(u32, u32)>,
 }
 
 /// The flags signal handlers set, and the pipe that wakes `poll`.
@@ -212,12 +214,58 @@ pub fn supervise(target: &Target, overrides: &Overrides, eggs: &Eggs) -> Result<
         watch: None,
         reload_at: None,
         files: plan.files.clone(),
+        credentials: credentials(overrides)?,
+    };
+    let _pid_file = match &overrides.pid_file {
+        Some(path) => Some(PidFile::write(path)?),
+        None => None,
     };
     supervisor.boot(&mut signals)?;
     supervisor.rewatch(&signals);
     supervisor.run(&mut signals);
     supervisor.remove_unix_sockets(&settings);
     Ok(())
+}
+
+/// `--user`/`--group` as a uid and gid.
+fn credentials(overrides: &Overrides) -> Result<Option<(u32, u32)>, String> {
+    use nix::unistd::{Group, User};
+    let Some(name) = &overrides.user else {
+        return match &overrides.group {
+            Some(_) => Err("--group needs --user".to_owned()),
+            None => Ok(None),
+        };
+    };
+    let user = User::from_name(name)
+        .map_err(|e| format!("--user {name}: {e}"))?
+        .ok_or_else(|| format!("--user {name}: no such user"))?;
+    let gid = match &overrides.group {
+        Some(group) => {
+            Group::from_name(group)
+                .map_err(|e| format!("--group {group}: {e}"))?
+                .ok_or_else(|| format!("--group {group}: no such group"))?
+                .gid
+        }
+        None => user.gid,
+    };
+    Ok(Some((user.uid.as_raw(), gid.as_raw())))
+}
+
+/// `--pid FILE`: written at start, removed at exit.
+struct PidFile(PathBuf);
+
+impl PidFile {
+    fn write(path: &std::path::Path) -> Result<PidFile, String> {
+        std::fs::write(path, format!("{}\n", std::process::id()))
+            .map_err(|e| format!("--pid {}: {e}", path.display()))?;
+        Ok(PidFile(path.to_path_buf()))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// Resolves the plan and the server settings a command line names.
@@ -252,6 +300,7 @@ impl Supervisor<'_> {
             generation,
             threads: self.overrides.threads,
             graceful_timeout: self.overrides.graceful_timeout.map(Duration::from_secs_f64),
+            credentials: self.credentials,
         };
         let started =
             handoff::spawn(&spawn, number).map_err(|e| format!("cannot start a worker: {e}"))?;
