@@ -641,3 +641,57 @@ fn pid_file_user_and_check_config() {
     assert!(String::from_utf8_lossy(&bad.stderr)
         .contains("deploy.ini:3: [app:main] serve#static: root: /nonexistent is not a directory"));
 }
+
+#[test]
+fn usr2_upgrades_the_binary_in_place_without_failing_a_request() {
+    let (dir, ini) = deploy_dir(&versioned("v", 2, ""));
+    let binary = dir.path().join("serve-bin");
+    std::fs::copy(env!("CARGO_BIN_EXE_serve"), &binary).unwrap();
+    let serve = Running::start_binary(&binary, &[ini.to_str().unwrap()]);
+    let load = Load::start(
+        &serve.addr,
+        &[
+            Client::KeepAliveGet,
+            Client::FreshGet,
+            Client::KeepAlivePost,
+        ],
+    );
+
+    // A binary that does not start leaves the old supervisor running.
+    let broken = dir.path().join("broken");
+    std::fs::write(&broken, "#!/bin/sh\nexit 1\n").unwrap();
+    std::fs::set_permissions(&broken, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::rename(&broken, &binary).unwrap();
+    serve.signal("USR2");
+    serve.wait_for_new("upgrade failed");
+    assert_eq!(get(&serve.addr, "/"), "v: Hello world!\n");
+
+    // The new binary: serve with the test eggs, renamed over the file as a package manager does.
+    let staged = dir.path().join("staged");
+    std::fs::copy(example("fault_eggs"), &staged).unwrap();
+    std::fs::rename(&staged, &binary).unwrap();
+    serve.signal("USR2");
+    serve.wait_for_new("upgraded in place");
+    serve.wait_for_new("reloaded: generation 1 -> 2");
+    serve.wait_for_new("of generation 1 stopped");
+    serve.wait_for_new("of generation 1 stopped");
+    let tally = load.finish();
+    assert!(
+        tally.failures.is_empty(),
+        "{:?}",
+        &tally.failures[..tally.failures.len().min(10)]
+    );
+    // Same supervisor process, now running the new binary, and so are its workers.
+    let exe = std::fs::read_link(format!("/proc/{}/exe", serve.pid())).unwrap();
+    assert_eq!(exe, binary);
+    // Only the new binary knows egg:test#sleep.
+    write(
+        &ini,
+        "[app:main]\nuse = egg:test#sleep\n[server:main]\nuse = egg:serve#http\nworkers = 2\n",
+    );
+    serve.signal("HUP");
+    serve.wait_for_new("reloaded: generation 2 -> 3");
+    serve.wait_for_new("of generation 2 stopped");
+    serve.wait_for_new("of generation 2 stopped");
+    assert_eq!(get(&serve.addr, "/?5"), "slept 5\n");
+}

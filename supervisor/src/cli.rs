@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "serve", version, args_conflicts_with_subcommands = true)]
 #[command(
-    after_help = "Examples:\n  serve configs/tutorial.ini\n  serve --bind 127.0.0.1:8000 deploy.ini\n  serve check configs/production.ini\n  serve check --json deploy.ini#api http_port=8080\n\nSignals: HUP reloads (new workers start before old ones stop); TERM drains (finish in-flight requests, then exit 0); INT and QUIT stop at once; USR1 reopens log files; TTIN and TTOU add and remove a worker."
+    after_help = "Examples:\n  serve configs/tutorial.ini\n  serve --bind 127.0.0.1:8000 deploy.ini\n  serve check configs/production.ini\n  serve check --json deploy.ini#api http_port=8080\n\nSignals: HUP reloads (new workers start before old ones stop); TERM drains (finish in-flight requests, then exit 0); INT and QUIT stop at once; USR1 reopens log files; USR2 re-execs the binary on disk in place; TTIN and TTOU add and remove a worker."
 )]
 pub struct Cli {
     #[command(subcommand)]

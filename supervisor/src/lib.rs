@@ -24,6 +24,7 @@ mod handoff;
 mod run;
 mod supervise;
 mod tree;
+mod upgrade;
 mod watch;
 mod worker_main;
 

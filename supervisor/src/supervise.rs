@@ -14,14 +14,13 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use signal_hook::consts::signal::{
-    SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR1,
+    SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2,
 };
 use std::collections::HashMap;
 use std::io::{self, Read};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,7 +49,7 @@ enum State {
 struct Worker {
     number: usize,
     generation: u64,
-    child: Child,
+    pid: u32,
     status: Option<UnixStream>,
     buffer: Vec<u8>,
     state: State,
@@ -68,11 +67,40 @@ struct Worker {
 
 impl Worker {
     fn pid(&self) -> Pid {
-        Pid::from_raw(i32::try_from(self.child.id()).unwrap_or(0))
+        Pid::from_raw(i32::try_from(self.pid).unwrap_or(0))
     }
 
     fn signal(&self, signal: Signal) {
         let _ = kill(self.pid(), signal);
+    }
+
+    /// How the worker ended, if it has (and reaps it).
+    fn try_exit(&self) -> Option<Exit> {
+        use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+        match waitpid(self.pid(), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => Some(Exit::Code(code)),
+            Ok(WaitStatus::Signaled(_, signal, _)) => Some(Exit::Signal(signal)),
+            Ok(_) => None,
+            // Not our child (any more): gone.
+            Err(nix::errno::Errno::ECHILD) => Some(Exit::Code(-1)),
+            Err(_) => None,
+        }
+    }
+}
+
+/// How a worker ended.
+#[derive(Debug, Clone, Copy)]
+enum Exit {
+    Code(i32),
+    Signal(Signal),
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exit::Code(code) => write!(f, "exit status: {code}"),
+            Exit::Signal(signal) => write!(f, "signal: {} ({signal})", *signal as i32),
+        }
     }
 }
 
@@ -141,7 +169,7 @@ impl Signals {
         wake_writer.set_nonblocking(true)?;
         let mut flags = HashMap::new();
         for signal in [
-            SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGCHLD, SIGTTIN, SIGTTOU,
+            SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGCHLD, SIGTTIN, SIGTTOU,
         ] {
             let flag = Arc::new(AtomicBool::new(false));
             signal_hook::flag::register(signal, Arc::clone(&flag))?;
@@ -174,9 +202,26 @@ pub fn supervise(target: &Target, overrides: &Overrides, eggs: &Eggs) -> Result<
         Signals::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let (plan, settings) = load(target, overrides, eggs)?;
     let plan_json = serde_json::to_string(&plan).map_err(|e| e.to_string())?;
+    let adopted = crate::upgrade::take();
     let mut listeners = Vec::new();
-    for addr in &settings.listen {
-        listeners.extend(bind(addr, settings.backlog).map_err(|e| e.to_string())?);
+    match &adopted {
+        Some(state) => {
+            for (fd, kind) in &state.listeners {
+                // SAFETY: the supervisor this process replaced passed these listening sockets
+                // across exec for it alone.
+                listeners.push(match kind.as_str() {
+                    "unix" => {
+                        Bound::Unix(unsafe { std::os::unix::net::UnixListener::from_raw_fd(*fd) })
+                    }
+                    _ => Bound::Tcp(unsafe { std::net::TcpListener::from_raw_fd(*fd) }),
+                });
+            }
+        }
+        None => {
+            for addr in &settings.listen {
+                listeners.extend(bind(addr, settings.backlog).map_err(|e| e.to_string())?);
+            }
+        }
     }
     for bound in &listeners {
         tracing::info!("listening on {}", bound.describe());
@@ -220,7 +265,10 @@ pub fn supervise(target: &Target, overrides: &Overrides, eggs: &Eggs) -> Result<
         Some(path) => Some(PidFile::write(path)?),
         None => None,
     };
-    supervisor.boot(&mut signals)?;
+    match adopted {
+        Some(state) => supervisor.adopt(&state),
+        None => supervisor.boot(&mut signals)?,
+    }
     supervisor.rewatch(&signals);
     supervisor.run(&mut signals);
     supervisor.remove_unix_sockets(&settings);
@@ -317,7 +365,7 @@ impl Supervisor<'_> {
         self.workers.push(Worker {
             number,
             generation,
-            child: started.child,
+            pid: started.child.id(),
             status: Some(started.status),
             buffer: Vec::new(),
             state: State::Booting {
@@ -349,7 +397,7 @@ impl Supervisor<'_> {
             self.read_statuses();
             let now = Instant::now();
             let broken = self.workers.iter_mut().find_map(|w| {
-                let exited = w.child.try_wait().ok().flatten();
+                let exited = w.try_exit();
                 let late = matches!(w.state, State::Booting { deadline } if now >= deadline);
                 (exited.is_some() || w.failure.is_some() || late)
                     .then(|| describe_failure(w, exited, late))
@@ -360,11 +408,7 @@ impl Supervisor<'_> {
                 return Err(format!("a worker could not start: {reason}"));
             }
             if self.workers.iter().all(|w| w.state == State::Ready) {
-                let pids: Vec<String> = self
-                    .workers
-                    .iter()
-                    .map(|w| w.child.id().to_string())
-                    .collect();
+                let pids: Vec<String> = self.workers.iter().map(|w| w.pid.to_string()).collect();
                 tracing::info!(
                     "ready: generation {}, {} workers (pids {})",
                     self.generation,
@@ -414,6 +458,9 @@ impl Supervisor<'_> {
                 self.reload();
                 self.rewatch(signals);
             }
+            if signals.take(SIGUSR2) {
+                self.upgrade();
+            }
             if signals.take(SIGUSR1) {
                 for w in &self.workers {
                     w.signal(Signal::SIGUSR1);
@@ -445,6 +492,83 @@ impl Supervisor<'_> {
         }
     }
 
+    /// USR2: re-exec the binary on disk in place; returns only if that failed.
+    fn upgrade(&mut self) {
+        if self.pending.is_some() || self.stopping.is_some() {
+            tracing::warn!("SIGUSR2: ignored while a reload or a stop is in progress");
+            return;
+        }
+        let state = crate::upgrade::State {
+            generation: self.generation,
+            workers: self.limits.workers,
+            listeners: self
+                .listeners
+                .iter()
+                .map(|b| match b {
+                    Bound::Tcp(l) => (l.as_raw_fd(), "tcp".to_owned()),
+                    Bound::Unix(l) => (l.as_raw_fd(), "unix".to_owned()),
+                })
+                .collect(),
+            running: self
+                .workers
+                .iter()
+                .map(|w| crate::upgrade::Adopted {
+                    pid: w.pid,
+                    number: w.number,
+                    generation: w.generation,
+                    status_fd: w.status.as_ref().map(AsRawFd::as_raw_fd),
+                    retiring: matches!(w.state, State::Retiring { .. }),
+                })
+                .collect(),
+        };
+        tracing::info!("SIGUSR2: re-executing {} in place", self.exe.display());
+        let error = crate::upgrade::exec(&self.exe, &state);
+        tracing::error!("upgrade failed: {error}; this supervisor keeps running");
+    }
+
+    /// Takes over the workers of the supervisor this process replaced, then replaces them
+    /// with workers of this binary.
+    fn adopt(&mut self, state: &crate::upgrade::State) {
+        let now = Instant::now();
+        let deadline = now + self.limits.graceful_timeout + KILL_GRACE;
+        self.generation = state.generation;
+        self.limits.workers = state.workers;
+        for w in &state.running {
+            let status = w.status_fd.map(|fd| {
+                // SAFETY: the old supervisor passed its end of this worker's status socket
+                // across exec for this process alone.
+                let stream = unsafe { UnixStream::from_raw_fd(fd) };
+                let _ = stream.set_nonblocking(true);
+                stream
+            });
+            self.workers.push(Worker {
+                number: w.number,
+                generation: w.generation,
+                pid: w.pid,
+                status,
+                buffer: Vec::new(),
+                state: if w.retiring {
+                    State::Retiring { deadline }
+                } else {
+                    State::Ready
+                },
+                started: now,
+                last_beat: now,
+                failure: None,
+                requests: 0,
+                recycle_at: None,
+                replaced: false,
+            });
+        }
+        let pids: Vec<String> = self.workers.iter().map(|w| w.pid.to_string()).collect();
+        tracing::info!(
+            "upgraded in place: adopted generation {} (pids {}); replacing its workers",
+            self.generation,
+            pids.join(" ")
+        );
+        self.reload();
+    }
+
     /// `max_requests`: replaces a worker that served its share, start before stop, one at a
     /// time.
     fn recycle(&mut self) {
@@ -466,7 +590,7 @@ impl Supervisor<'_> {
                 tracing::info!(
                     "worker {} (pid {}) served {} requests; recycled",
                     w.number,
-                    w.child.id(),
+                    w.pid,
                     w.requests
                 );
                 w.signal(Signal::SIGTERM);
@@ -539,7 +663,7 @@ impl Supervisor<'_> {
                         tracing::info!(
                             "worker {} (pid {}) of generation {} ready",
                             w.number,
-                            w.child.id(),
+                            w.pid,
                             w.generation
                         );
                     }
@@ -561,7 +685,7 @@ impl Supervisor<'_> {
     fn reap(&mut self) {
         let mut i = 0;
         while i < self.workers.len() {
-            let exited = self.workers[i].child.try_wait().ok().flatten();
+            let exited = self.workers[i].try_exit();
             let Some(status) = exited else {
                 i += 1;
                 continue;
@@ -576,7 +700,7 @@ impl Supervisor<'_> {
                 tracing::info!(
                     "worker {} (pid {}) of generation {} stopped ({status})",
                     w.number,
-                    w.child.id(),
+                    w.pid,
                     w.generation
                 );
             } else if pending {
@@ -585,18 +709,14 @@ impl Supervisor<'_> {
                     .failure
                     .clone()
                     .unwrap_or_else(|| format!("exited ({status})"));
-                self.fail_reload(&format!(
-                    "worker {} (pid {}): {reason}",
-                    w.number,
-                    w.child.id()
-                ));
+                self.fail_reload(&format!("worker {} (pid {}): {reason}", w.number, w.pid));
             } else if w.generation == self.generation {
                 let reason = w.failure.clone().unwrap_or_else(|| format!("{status}"));
                 let backoff = self.next_backoff(w.number, w.started);
                 tracing::warn!(
                     "worker {} (pid {}) exited: {reason}; restarting it in {:?}",
                     w.number,
-                    w.child.id(),
+                    w.pid,
                     backoff
                 );
                 self.respawn.insert(w.number, Instant::now() + backoff);
@@ -634,7 +754,7 @@ impl Supervisor<'_> {
                     tracing::error!(
                         "worker {} (pid {}) sent no heartbeat for {:?}; killing it",
                         w.number,
-                        w.child.id(),
+                        w.pid,
                         timeout
                     );
                     w.failure
@@ -646,7 +766,7 @@ impl Supervisor<'_> {
                     tracing::warn!(
                         "worker {} (pid {}) still draining after graceful_timeout; killing it",
                         w.number,
-                        w.child.id()
+                        w.pid
                     );
                     w.signal(Signal::SIGKILL);
                     w.state = State::Retiring {
@@ -751,7 +871,7 @@ impl Supervisor<'_> {
             let reason = format!(
                 "worker {} (pid {}): {}",
                 w.number,
-                w.child.id(),
+                w.pid,
                 w.failure.clone().unwrap_or_default()
             );
             self.fail_reload(&reason);
@@ -764,9 +884,9 @@ impl Supervisor<'_> {
             .workers
             .iter()
             .filter(|w| w.generation != generation)
-            .map(|w| w.child.id().to_string())
+            .map(|w| w.pid.to_string())
             .collect();
-        let new_pids: Vec<String> = new.iter().map(|w| w.child.id().to_string()).collect();
+        let new_pids: Vec<String> = new.iter().map(|w| w.pid.to_string()).collect();
         let took = pending.started.elapsed();
         let deadline = Instant::now() + self.limits.graceful_timeout + KILL_GRACE;
         for w in &mut self.workers {
@@ -865,7 +985,7 @@ impl Supervisor<'_> {
 
     fn reap_all_blocking(&mut self) {
         for w in &mut self.workers {
-            let _ = w.child.wait();
+            let _ = nix::sys::wait::waitpid(w.pid(), None);
         }
         self.workers.clear();
     }
@@ -892,11 +1012,11 @@ fn jitter(max: u64, pid: u32) -> u64 {
 }
 
 /// Why a booting worker failed.
-fn describe_failure(w: &Worker, exited: Option<std::process::ExitStatus>, late: bool) -> String {
+fn describe_failure(w: &Worker, exited: Option<Exit>, late: bool) -> String {
     let what = match (&w.failure, exited, late) {
         (Some(reason), _, _) => reason.clone(),
         (None, Some(status), _) => format!("exited ({status})"),
         (None, None, _) => "not ready within the boot timeout".to_owned(),
     };
-    format!("worker {} (pid {}): {what}", w.number, w.child.id())
+    format!("worker {} (pid {}): {what}", w.number, w.pid)
 }

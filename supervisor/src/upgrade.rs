@@ -1,0 +1,105 @@
+//! `USR2`: upgrading the supervisor in place.
+//!
+//! The supervisor re-execs the binary on disk with its own PID (so systemd's `MAINPID` and any
+//! pid file stay right), passing its listeners and its workers' status sockets across `exec`
+//! and a description of them in `SERVE_UPGRADE`. The new supervisor adopts both (the workers are
+//! still its children), then reloads, which replaces the old binary's workers with its own. The
+//! new binary is first run with `--version`: one that does not start leaves the old supervisor
+//! running.
+
+use serde::{Deserialize, Serialize};
+use std::io;
+use std::os::fd::RawFd;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
+
+/// The environment variable that carries the state across `exec`.
+pub const VAR: &str = "SERVE_UPGRADE";
+
+/// What the old supervisor hands the new one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct State {
+    /// The serving generation.
+    pub generation: u64,
+    /// How many workers a generation has.
+    pub workers: usize,
+    /// Listening sockets: fd and `tcp` or `unix`.
+    pub listeners: Vec<(RawFd, String)>,
+    /// Running workers.
+    pub running: Vec<Adopted>,
+}
+
+/// A worker the new supervisor adopts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Adopted {
+    /// Its PID.
+    pub pid: u32,
+    /// Its slot.
+    pub number: usize,
+    /// Its generation.
+    pub generation: u64,
+    /// The supervisor's end of its status socket.
+    pub status_fd: Option<RawFd>,
+    /// Whether it was already draining.
+    pub retiring: bool,
+}
+
+fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    // SAFETY: `fd` belongs to a listener or socket the supervisor keeps open across this call.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let flags = if on {
+        FdFlag::FD_CLOEXEC
+    } else {
+        FdFlag::empty()
+    };
+    fcntl(borrowed, FcntlArg::F_SETFD(flags))
+        .map(drop)
+        .map_err(io::Error::from)
+}
+
+/// Re-execs `exe` with this process's arguments and `state`; returns only if that failed.
+pub fn exec(exe: &Path, state: &State) -> io::Error {
+    match Command::new(exe)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .status()
+    {
+        Ok(status) if status.success() => {}
+        Ok(status) => {
+            return io::Error::other(format!("{} --version failed ({status})", exe.display()))
+        }
+        Err(e) => return io::Error::other(format!("cannot run {}: {e}", exe.display())),
+    }
+    let json = match serde_json::to_string(state) {
+        Ok(json) => json,
+        Err(e) => return io::Error::other(e),
+    };
+    let fds: Vec<RawFd> = state
+        .listeners
+        .iter()
+        .map(|(fd, _)| *fd)
+        .chain(state.running.iter().filter_map(|w| w.status_fd))
+        .collect();
+    for fd in &fds {
+        if let Err(e) = set_cloexec(*fd, false) {
+            return e;
+        }
+    }
+    let error = Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env(VAR, json)
+        .exec();
+    for fd in &fds {
+        let _ = set_cloexec(*fd, true);
+    }
+    error
+}
+
+/// The state an old supervisor handed over, if this process is an upgrade.
+pub fn take() -> Option<State> {
+    let json = std::env::var(VAR).ok()?;
+    std::env::remove_var(VAR);
+    serde_json::from_str(&json).ok()
+}
