@@ -695,3 +695,18 @@ fn usr2_upgrades_the_binary_in_place_without_failing_a_request() {
     serve.wait_for_new("of generation 2 stopped");
     assert_eq!(get(&serve.addr, "/?5"), "slept 5\n");
 }
+
+#[test]
+fn ttin_and_ttou_add_and_remove_a_worker() {
+    let (_dir, ini) = deploy_dir(&versioned("v", 2, ""));
+    let serve = Running::start(&[ini.to_str().unwrap()]);
+    serve.signal("TTIN");
+    serve.wait_for_new("SIGTTIN: 3 workers");
+    let added = serve.wait_for_new("worker 2 (pid");
+    assert!(added.contains("of generation 1 ready"), "{added}");
+    serve.signal("TTOU");
+    serve.wait_for_new("SIGTTOU: 2 workers");
+    let stopped = serve.wait_for_new("stopped");
+    assert!(stopped.contains("worker 2 (pid"), "{stopped}");
+    assert_eq!(get(&serve.addr, "/"), "v: Hello world!\n");
+}
