@@ -616,6 +616,22 @@ fn pid_file_user_and_check_config() {
         "{uid_line}"
     );
     assert_eq!(get(&serve.addr, "/"), "v: Hello world!\n");
+    // `ps` names.
+    let cmdline = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+            .unwrap()
+            .replace('\0', " ")
+    };
+    assert!(
+        cmdline(serve.pid()).starts_with("serve: supervisor "),
+        "{}",
+        cmdline(serve.pid())
+    );
+    assert!(
+        cmdline(worker as u32).starts_with("serve: worker 1/0 "),
+        "{}",
+        cmdline(worker as u32)
+    );
     serve.signal("TERM");
     assert_eq!(serve.wait_exit(), Some(0));
     assert!(!pid_file.exists(), "the pid file outlived the supervisor");
@@ -642,11 +658,22 @@ fn pid_file_user_and_check_config() {
         .contains("deploy.ini:3: [app:main] serve#static: root: /nonexistent is not a directory"));
 }
 
+/// Copies an executable with `cp`, so that no descriptor open for writing it can leak into a
+/// child that another test thread forks meanwhile (exec'ing it would fail with ETXTBSY).
+fn copy_executable(from: &Path, to: &Path) {
+    let status = std::process::Command::new("cp")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
 #[test]
 fn usr2_upgrades_the_binary_in_place_without_failing_a_request() {
     let (dir, ini) = deploy_dir(&versioned("v", 2, ""));
     let binary = dir.path().join("serve-bin");
-    std::fs::copy(env!("CARGO_BIN_EXE_serve"), &binary).unwrap();
+    copy_executable(Path::new(env!("CARGO_BIN_EXE_serve")), &binary);
     let serve = Running::start_binary(&binary, &[ini.to_str().unwrap()]);
     let load = Load::start(
         &serve.addr,
@@ -659,8 +686,7 @@ fn usr2_upgrades_the_binary_in_place_without_failing_a_request() {
 
     // A binary that does not start leaves the old supervisor running.
     let broken = dir.path().join("broken");
-    std::fs::write(&broken, "#!/bin/sh\nexit 1\n").unwrap();
-    std::fs::set_permissions(&broken, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    copy_executable(Path::new("/bin/false"), &broken);
     std::fs::rename(&broken, &binary).unwrap();
     serve.signal("USR2");
     serve.wait_for_new("upgrade failed");
@@ -668,7 +694,7 @@ fn usr2_upgrades_the_binary_in_place_without_failing_a_request() {
 
     // The new binary: serve with the test eggs, renamed over the file as a package manager does.
     let staged = dir.path().join("staged");
-    std::fs::copy(example("fault_eggs"), &staged).unwrap();
+    copy_executable(&example("fault_eggs"), &staged);
     std::fs::rename(&staged, &binary).unwrap();
     serve.signal("USR2");
     serve.wait_for_new("upgraded in place");

@@ -47,10 +47,31 @@ pub fn main_with(eggs: Eggs) -> ExitCode {
             worker_main::run(&eggs)
         }
         None => {
+            name_the_supervisor(&cli.target);
             init_logging();
             run::run(&cli.target, &cli.overrides, &eggs)
         }
     }
+}
+
+/// Makes `ps` show `serve: supervisor ARGS` by re-exec'ing this binary once with that
+/// `argv[0]` (same PID); if that fails, runs on under the old name.
+fn name_the_supervisor(target: &Target) {
+    use std::os::unix::process::CommandExt;
+    const NAMED: &str = "SERVE_SUPERVISOR_NAMED";
+    if std::env::var_os(NAMED).is_some() || target.config_uri.is_none() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    // `ps` shows argv: `serve: supervisor [OPTIONS] deploy.ini`.
+    let error = std::process::Command::new(exe)
+        .arg0("serve: supervisor")
+        .args(std::env::args_os().skip(1))
+        .env(NAMED, "1")
+        .exec();
+    eprintln!("serve: cannot rename the process ({error}); continuing");
 }
 
 /// Logs go to stderr, in colour on a terminal.

@@ -87,10 +87,13 @@ pub fn exec(exe: &Path, state: &State) -> io::Error {
             return e;
         }
     }
-    let error = Command::new(exe)
-        .args(std::env::args_os().skip(1))
-        .env(VAR, json)
-        .exec();
+    // Keep the name `ps` shows (`serve: supervisor ...`).
+    let mut args = std::env::args_os();
+    let mut command = Command::new(exe);
+    if let Some(name) = args.next() {
+        command.arg0(name);
+    }
+    let error = command.args(args).env(VAR, json).exec();
     for fd in &fds {
         let _ = set_cloexec(*fd, true);
     }

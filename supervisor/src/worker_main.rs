@@ -131,7 +131,12 @@ async fn serve(
         }
     }
     let _ = to_supervisor.write_all(b"retiring\n").await;
-    let report = server.drain(LINGER, settings.graceful_timeout).await;
+    let report = tokio::select! {
+        report = server.drain(LINGER, settings.graceful_timeout) => report,
+        // A second signal does not wait for the drain.
+        _ = interrupt.recv() => return ExitCode::SUCCESS,
+        _ = quit.recv() => return ExitCode::SUCCESS,
+    };
     if report.abandoned > 0 {
         tracing::warn!(
             "graceful_timeout passed with {} connections open",
