@@ -736,3 +736,48 @@ fn ttin_and_ttou_add_and_remove_a_worker() {
     assert!(stopped.contains("worker 2 (pid"), "{stopped}");
     assert_eq!(get(&serve.addr, "/"), "v: Hello world!\n");
 }
+
+#[test]
+fn a_reload_binds_new_addresses_and_closes_dropped_ones() {
+    let free = || {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let (a, b) = (free(), free());
+    let with_listen = |ports: &[u16]| {
+        let listen: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        versioned("v", 1, "").replace(
+            "workers = 1\n",
+            &format!("workers = 1\nlisten = {}\n", listen.join(" ")),
+        )
+    };
+    let (_dir, ini) = deploy_dir(&with_listen(&[a]));
+    let serve = Running::start_as_configured(&[ini.to_str().unwrap()]);
+    assert_eq!(serve.addr, format!("127.0.0.1:{a}"));
+    write(&ini, &with_listen(&[a, b]));
+    serve.signal("HUP");
+    serve.wait_for_new(&format!("listening on http://127.0.0.1:{b}"));
+    serve.wait_for_new("reloaded: generation 1 -> 2");
+    assert_eq!(get(&format!("127.0.0.1:{b}"), "/"), "v: Hello world!\n");
+    assert_eq!(get(&format!("127.0.0.1:{a}"), "/"), "v: Hello world!\n");
+    write(&ini, &with_listen(&[b]));
+    serve.signal("HUP");
+    serve.wait_for_new(&format!("no longer listening on 127.0.0.1:{a}"));
+    serve.wait_for_new("of generation 2 stopped");
+    assert_eq!(get(&format!("127.0.0.1:{b}"), "/"), "v: Hello world!\n");
+    assert!(
+        TcpStream::connect(format!("127.0.0.1:{a}")).is_err(),
+        "port {a} still accepts"
+    );
+    // An address that cannot be bound fails the reload and keeps everything as it was.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let c = taken.local_addr().unwrap().port();
+    write(&ini, &with_listen(&[b, c]));
+    serve.signal("HUP");
+    let line = serve.wait_for_new("reload failed");
+    assert!(
+        line.contains(&format!("cannot listen on 127.0.0.1:{c}")),
+        "{line}"
+    );
+    assert_eq!(get(&format!("127.0.0.1:{b}"), "/"), "v: Hello world!\n");
+}

@@ -10,6 +10,7 @@
 
 use crate::cli::{Overrides, Target};
 use crate::handoff::{self, Spawn};
+use crate::sockets::Sockets;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -25,8 +26,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use worker::eggs::Eggs;
-use worker::server::listen::{bind, Bound};
-use worker::settings::ServerSettings;
+use worker::server::listen::Bound;
+use worker::settings::{ListenAddr, ServerSettings};
 
 /// The shortest wait between two starts of the same worker slot.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -109,6 +110,8 @@ impl std::fmt::Display for Exit {
 struct Pending {
     generation: u64,
     started: Instant,
+    /// The new generation's sockets, when its addresses differ from the serving one's.
+    sockets: Option<Sockets>,
 }
 
 /// Respawn pacing of one worker slot.
@@ -134,7 +137,7 @@ struct Supervisor<'a> {
     overrides: &'a Overrides,
     eggs: &'a Eggs,
     exe: PathBuf,
-    listeners: Vec<Bound>,
+    sockets: Sockets,
     limits: Limits,
     plan_json: String,
     generation: u64,
@@ -203,29 +206,31 @@ pub fn supervise(target: &Target, overrides: &Overrides, eggs: &Eggs) -> Result<
     let (plan, settings) = load(target, overrides, eggs)?;
     let plan_json = serde_json::to_string(&plan).map_err(|e| e.to_string())?;
     let adopted = crate::upgrade::take();
-    let mut listeners = Vec::new();
-    match &adopted {
+    let sockets = match &adopted {
         Some(state) => {
-            for (fd, kind) in &state.listeners {
+            let mut sockets = Sockets::default();
+            for (fd, kind, addr) in &state.listeners {
                 // SAFETY: the supervisor this process replaced passed these listening sockets
                 // across exec for it alone.
-                listeners.push(match kind.as_str() {
+                let bound = match kind.as_str() {
                     "unix" => {
                         Bound::Unix(unsafe { std::os::unix::net::UnixListener::from_raw_fd(*fd) })
                     }
                     _ => Bound::Tcp(unsafe { std::net::TcpListener::from_raw_fd(*fd) }),
-                });
+                };
+                tracing::info!(
+                    "listening on {} (kept across the upgrade)",
+                    bound.describe()
+                );
+                sockets.bound.push(bound);
+                sockets
+                    .addrs
+                    .push(ListenAddr::parse(addr, 0).map_err(|e| format!("upgrade state: {e}"))?);
             }
+            sockets
         }
-        None => {
-            for addr in &settings.listen {
-                listeners.extend(bind(addr, settings.backlog).map_err(|e| e.to_string())?);
-            }
-        }
-    }
-    for bound in &listeners {
-        tracing::info!("listening on {}", bound.describe());
-    }
+        None => Sockets::for_addrs(&settings.listen, settings.backlog, None)?,
+    };
     let limits = Limits {
         workers: overrides.workers.or(settings.workers).unwrap_or(1).max(1),
         boot_timeout: overrides
@@ -246,7 +251,7 @@ pub fn supervise(target: &Target, overrides: &Overrides, eggs: &Eggs) -> Result<
         overrides,
         eggs,
         exe,
-        listeners,
+        sockets,
         limits,
         plan_json,
         generation: 1,
@@ -271,7 +276,7 @@ pub fn supervise(target: &Target, overrides: &Overrides, eggs: &Eggs) -> Result<
     }
     supervisor.rewatch(&signals);
     supervisor.run(&mut signals);
-    supervisor.remove_unix_sockets(&settings);
+    supervisor.remove_unix_sockets();
     Ok(())
 }
 
@@ -341,9 +346,17 @@ fn load(
 
 impl Supervisor<'_> {
     fn spawn(&mut self, number: usize, generation: u64) -> Result<(), String> {
+        let sockets = match &self.pending {
+            Some(Pending {
+                generation: g,
+                sockets: Some(next),
+                ..
+            }) if *g == generation => next,
+            _ => &self.sockets,
+        };
         let spawn = Spawn {
             exe: &self.exe,
-            listeners: &self.listeners,
+            listeners: &sockets.bound,
             plan_json: &self.plan_json,
             generation,
             threads: self.overrides.threads,
@@ -502,11 +515,13 @@ impl Supervisor<'_> {
             generation: self.generation,
             workers: self.limits.workers,
             listeners: self
-                .listeners
+                .sockets
+                .bound
                 .iter()
-                .map(|b| match b {
-                    Bound::Tcp(l) => (l.as_raw_fd(), "tcp".to_owned()),
-                    Bound::Unix(l) => (l.as_raw_fd(), "unix".to_owned()),
+                .zip(&self.sockets.addrs)
+                .map(|(b, addr)| match b {
+                    Bound::Tcp(l) => (l.as_raw_fd(), "tcp".to_owned(), addr.to_string()),
+                    Bound::Unix(l) => (l.as_raw_fd(), "unix".to_owned(), addr.to_string()),
                 })
                 .collect(),
             running: self
@@ -831,10 +846,20 @@ impl Supervisor<'_> {
                 return;
             }
         };
-        let current: Vec<String> = self.listeners.iter().map(Bound::describe).collect();
-        if settings.listen.len() != self.listeners.len() && self.overrides.bind.is_empty() {
-            tracing::warn!("reload: the listen addresses in the file changed; serve keeps {} (restart to change them)", current.join(" "));
-        }
+        let sockets = if self.sockets.serves(&settings.listen) {
+            None
+        } else {
+            match Sockets::for_addrs(&settings.listen, settings.backlog, Some(&self.sockets)) {
+                Ok(next) => Some(next),
+                Err(e) => {
+                    tracing::error!(
+                        "reload failed: {e}; generation {} keeps serving",
+                        self.generation
+                    );
+                    return;
+                }
+            }
+        };
         self.files = plan.files.clone();
         match serde_json::to_string(&plan) {
             Ok(json) => self.plan_json = json,
@@ -849,6 +874,7 @@ impl Supervisor<'_> {
         self.pending = Some(Pending {
             generation,
             started,
+            sockets,
         });
         for number in 0..self.limits.workers {
             if let Err(e) = self.spawn(number, generation) {
@@ -903,7 +929,17 @@ impl Supervisor<'_> {
             new_pids.join(" ")
         );
         self.generation = generation;
-        self.pending = None;
+        if let Some(next) = self.pending.take().and_then(|p| p.sockets) {
+            for addr in self.sockets.dropped_by(&next) {
+                tracing::info!(
+                    "no longer listening on {addr} (the old workers finish what they accepted)"
+                );
+                if let ListenAddr::Unix(path) = &addr {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+            self.sockets = next;
+        }
         self.respawn.clear();
     }
 
@@ -990,9 +1026,9 @@ impl Supervisor<'_> {
         self.workers.clear();
     }
 
-    fn remove_unix_sockets(&self, settings: &ServerSettings) {
-        for addr in &settings.listen {
-            if let worker::settings::ListenAddr::Unix(path) = addr {
+    fn remove_unix_sockets(&self) {
+        for addr in &self.sockets.addrs {
+            if let ListenAddr::Unix(path) = addr {
                 let _ = std::fs::remove_file(path);
             }
         }

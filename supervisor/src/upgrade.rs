@@ -24,8 +24,8 @@ pub struct State {
     pub generation: u64,
     /// How many workers a generation has.
     pub workers: usize,
-    /// Listening sockets: fd and `tcp` or `unix`.
-    pub listeners: Vec<(RawFd, String)>,
+    /// Listening sockets: fd, `tcp` or `unix`, and the address they were bound for.
+    pub listeners: Vec<(RawFd, String, String)>,
     /// Running workers.
     pub running: Vec<Adopted>,
 }
@@ -79,7 +79,7 @@ pub fn exec(exe: &Path, state: &State) -> io::Error {
     let fds: Vec<RawFd> = state
         .listeners
         .iter()
-        .map(|(fd, _)| *fd)
+        .map(|(fd, _, _)| *fd)
         .chain(state.running.iter().filter_map(|w| w.status_fd))
         .collect();
     for fd in &fds {

@@ -51,8 +51,18 @@ impl Running {
 
     /// Starts `BINARY ARGS` (a program with serve's command line) on a free port.
     pub fn start_binary(binary: &Path, args: &[&str]) -> Running {
+        let mut all = vec!["--bind", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        Running::spawn(binary, &all)
+    }
+
+    /// Starts `serve ARGS` listening where its config says.
+    pub fn start_as_configured(args: &[&str]) -> Running {
+        Running::spawn(Path::new(env!("CARGO_BIN_EXE_serve")), args)
+    }
+
+    fn spawn(binary: &Path, args: &[&str]) -> Running {
         let mut child = Command::new(binary)
-            .args(["--bind", "127.0.0.1:0"])
             .args(args)
             .current_dir(root())
             .stderr(Stdio::piped())
