@@ -380,21 +380,27 @@ fn a_killed_worker_is_replaced() {
 }
 
 #[test]
-fn a_crash_looping_worker_is_restarted_with_growing_pauses_while_the_other_serves() {
-    let ini_text = versioned("v", 2, "").replace(
+fn a_crash_looping_worker_after_a_reload_is_restarted_with_growing_pauses_while_the_other_serves() {
+    let (_dir, ini) = deploy_dir(&versioned("v", 2, ""));
+    let serve = Running::start_binary(&example("fault_eggs"), &[ini.to_str().unwrap()]);
+    let crashing = versioned("v", 2, "").replace(
         "[app:app]\nuse = egg:minimal",
         "[app:app]\nuse = egg:test#crash_later\nworker = 1\nms = 50",
     );
-    let (_dir, ini) = deploy_dir(&ini_text);
-    let serve = Running::start_binary(&example("fault_eggs"), &[ini.to_str().unwrap()]);
+    write(&ini, &crashing);
+    serve.signal("HUP");
+    serve.wait_for_new("reloaded: generation 1 -> 2");
     let mut delays = Vec::new();
     for _ in 0..4 {
         let line = serve.wait_for_new("restarting it in");
-        let delay = line.rsplit("restarting it in ").next().unwrap().to_owned();
-        delays.push(delay);
+        assert!(line.contains("worker 1 "), "{line}");
+        delays.push(line.rsplit("restarting it in ").next().unwrap().to_owned());
     }
     assert_eq!(delays, ["100ms", "200ms", "400ms", "800ms"]);
-    assert_eq!(get(&serve.addr, "/"), "v: still here\n");
+    // Worker 0 serves throughout.
+    for _ in 0..5 {
+        assert_eq!(get(&serve.addr, "/"), "v: still here\n");
+    }
 }
 
 #[test]
