@@ -332,7 +332,8 @@ fn broken_reloads_keep_the_old_generation_serving() {
     }
     write(&ini, &versioned("fixed", 2, ""));
     serve.signal("HUP");
-    serve.wait_for_new("reloaded: generation 1 -> 2");
+    // Failed reloads used generations 2 to 4; numbers are never reused.
+    serve.wait_for_new("reloaded: generation 1 -> 5");
     serve.wait_for_new("of generation 1 stopped");
     serve.wait_for_new("of generation 1 stopped");
     assert_eq!(get(&serve.addr, "/"), "fixed: Hello world!\n");
@@ -786,4 +787,81 @@ fn a_reload_binds_new_addresses_and_closes_dropped_ones() {
         "{line}"
     );
     assert_eq!(get(&format!("127.0.0.1:{b}"), "/"), "v: Hello world!\n");
+}
+
+#[test]
+fn reload_edge_cases_from_review() {
+    // TTIN during a pending reload: the reload completes and the slot is added.
+    let (_dir, ini) = deploy_dir(&versioned("v", 2, ""));
+    let serve = Running::start_binary(&example("fault_eggs"), &[ini.to_str().unwrap()]);
+    serve.signal("HUP");
+    serve.signal("TTIN");
+    serve.wait_for_new("reloaded: generation 1 -> 2");
+    // (A slot 2 started for generation 1 may come and go; generation 2 gets one too.)
+    while !serve
+        .wait_for_new("worker 2 (pid")
+        .contains("of generation 2 ready")
+    {}
+
+    // A failed reload leaves the serving config in place for respawns.
+    write(
+        &ini,
+        &versioned("v", 2, "").replace(
+            "[app:app]\nuse = egg:minimal",
+            "[app:app]\nuse = egg:test#fail",
+        ),
+    );
+    serve.signal("HUP");
+    serve.wait_for_new("reload to generation 3 failed");
+    let ready = serve.history_line("worker 0 (pid", "of generation 2 ready");
+    let pid: i32 = ready
+        .split("(pid ")
+        .nth(1)
+        .unwrap()
+        .split(')')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    serve.wait_for_new("restarting it in");
+    serve.wait_for_new("of generation 2 ready");
+    assert_eq!(get(&serve.addr, "/"), "v: Hello world!\n");
+
+    // `workers` from the file applies on reload; generation numbers are never reused.
+    write(&ini, &versioned("w", 3, ""));
+    serve.signal("HUP");
+    let line = serve.wait_for_new("reloaded: generation 2 -> 4");
+    assert_eq!(
+        line.rsplit("new pids ")
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .count(),
+        3,
+        "{line}"
+    );
+
+    // USR2 followed at once by HUP: the signal waits for the new image's handlers.
+    serve.signal("USR2");
+    serve.signal("HUP");
+    serve.wait_for_new("upgraded in place");
+    serve.wait_for_new("reloaded: generation 4 -> 5");
+    assert_eq!(get(&serve.addr, "/"), "w: Hello world!\n");
+}
+
+#[test]
+fn a_heartbeat_timeout_shorter_than_two_heartbeats_is_refused() {
+    let (_dir, ini) =
+        deploy_dir(&versioned("v", 1, "").replace("workers = 1\n", "workers = 1\ntimeout = 0.5\n"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_serve"))
+        .args(["--bind", "127.0.0.1:0", ini.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("must be 0 (no heartbeat check) or at least 2s"));
 }

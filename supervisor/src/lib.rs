@@ -75,10 +75,26 @@ fn name_the_supervisor(target: &Target) {
     eprintln!("serve: cannot rename the process ({error}); continuing");
 }
 
+/// Standard error that never fails: a log line that cannot be written (stderr closed, its
+/// reader gone) is dropped instead of bringing the process down.
+struct Stderr;
+
+impl std::io::Write for Stderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
+}
+
 /// Logs go to stderr, in colour on a terminal.
 fn init_logging() {
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(|| Stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();

@@ -112,6 +112,10 @@ struct Pending {
     started: Instant,
     /// The new generation's sockets, when its addresses differ from the serving one's.
     sockets: Option<Sockets>,
+    /// The new config: committed only when the new generation is ready.
+    plan_json: String,
+    files: Vec<PathBuf>,
+    limits: Limits,
 }
 
 /// Respawn pacing of one worker slot.
@@ -132,6 +136,33 @@ struct Limits {
     max_requests_jitter: u64,
 }
 
+impl Limits {
+    /// The loop's settings: the command line's, else the server section's.
+    fn new(overrides: &Overrides, settings: &ServerSettings) -> Result<Limits, String> {
+        let timeout = overrides
+            .timeout
+            .map_or(settings.timeout, Duration::from_secs_f64);
+        let least = 2 * crate::worker_main::HEARTBEAT;
+        if !timeout.is_zero() && timeout < least {
+            return Err(format!(
+                "timeout {timeout:?}: must be 0 (no heartbeat check) or at least {least:?} (twice the heartbeat)"
+            ));
+        }
+        Ok(Limits {
+            workers: overrides.workers.or(settings.workers).unwrap_or(1).max(1),
+            boot_timeout: overrides
+                .boot_timeout
+                .map_or(Duration::from_secs(30), Duration::from_secs_f64),
+            timeout,
+            graceful_timeout: settings.graceful_timeout,
+            max_requests: overrides.max_requests.unwrap_or(settings.max_requests),
+            max_requests_jitter: overrides
+                .max_requests_jitter
+                .unwrap_or(settings.max_requests_jitter),
+        })
+    }
+}
+
 struct Supervisor<'a> {
     target: &'a Target,
     overrides: &'a Overrides,
@@ -141,6 +172,8 @@ struct Supervisor<'a> {
     limits: Limits,
     plan_json: String,
     generation: u64,
+    /// The number the next generation gets; never reused, even by a reload that failed.
+    next_generation: u64,
     workers: Vec<Worker>,
     pending: Option<Pending>,
     backoff: HashMap<usize, Backoff>,
@@ -203,6 +236,8 @@ impl Signals {
 pub fn supervise(target: &Target, overrides: &Overrides, eggs: &Eggs) -> Result<(), String> {
     let mut signals =
         Signals::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    // After a USR2 upgrade the signals arrive blocked; now they have handlers.
+    crate::upgrade::unblock_signals();
     let (plan, settings) = load(target, overrides, eggs)?;
     let plan_json = serde_json::to_string(&plan).map_err(|e| e.to_string())?;
     let adopted = crate::upgrade::take();
@@ -231,20 +266,7 @@ pub fn supervise(target: &Target, overrides: &Overrides, eggs: &Eggs) -> Result<
         }
         None => Sockets::for_addrs(&settings.listen, settings.backlog, None)?,
     };
-    let limits = Limits {
-        workers: overrides.workers.or(settings.workers).unwrap_or(1).max(1),
-        boot_timeout: overrides
-            .boot_timeout
-            .map_or(Duration::from_secs(30), Duration::from_secs_f64),
-        timeout: overrides
-            .timeout
-            .map_or(settings.timeout, Duration::from_secs_f64),
-        graceful_timeout: settings.graceful_timeout,
-        max_requests: overrides.max_requests.unwrap_or(settings.max_requests),
-        max_requests_jitter: overrides
-            .max_requests_jitter
-            .unwrap_or(settings.max_requests_jitter),
-    };
+    let limits = Limits::new(overrides, &settings)?;
     let exe = std::env::current_exe().map_err(|e| format!("cannot find my own binary: {e}"))?;
     let mut supervisor = Supervisor {
         target,
@@ -255,6 +277,7 @@ pub fn supervise(target: &Target, overrides: &Overrides, eggs: &Eggs) -> Result<
         limits,
         plan_json,
         generation: 1,
+        next_generation: 2,
         workers: Vec::new(),
         pending: None,
         backoff: HashMap::new(),
@@ -346,18 +369,16 @@ fn load(
 
 impl Supervisor<'_> {
     fn spawn(&mut self, number: usize, generation: u64) -> Result<(), String> {
-        let sockets = match &self.pending {
-            Some(Pending {
-                generation: g,
-                sockets: Some(next),
-                ..
-            }) if *g == generation => next,
-            _ => &self.sockets,
+        let (sockets, plan_json) = match &self.pending {
+            Some(p) if p.generation == generation => {
+                (p.sockets.as_ref().unwrap_or(&self.sockets), &p.plan_json)
+            }
+            _ => (&self.sockets, &self.plan_json),
         };
         let spawn = Spawn {
             exe: &self.exe,
             listeners: &sockets.bound,
-            plan_json: &self.plan_json,
+            plan_json,
             generation,
             threads: self.overrides.threads,
             graceful_timeout: self.overrides.graceful_timeout.map(Duration::from_secs_f64),
@@ -547,6 +568,12 @@ impl Supervisor<'_> {
         let now = Instant::now();
         let deadline = now + self.limits.graceful_timeout + KILL_GRACE;
         self.generation = state.generation;
+        self.next_generation = state
+            .running
+            .iter()
+            .map(|w| w.generation)
+            .fold(state.generation, u64::max)
+            + 1;
         self.limits.workers = state.workers;
         for w in &state.running {
             let status = w.status_fd.map(|fd| {
@@ -725,6 +752,20 @@ impl Supervisor<'_> {
                     .clone()
                     .unwrap_or_else(|| format!("exited ({status})"));
                 self.fail_reload(&format!("worker {} (pid {}): {reason}", w.number, w.pid));
+            } else if let Some(old) = self
+                .workers
+                .iter_mut()
+                .find(|o| o.generation == w.generation && o.number == w.number && o.replaced)
+            {
+                // A max_requests replacement failed: the worker it was to replace goes on
+                // serving, and may be recycled again later.
+                old.replaced = false;
+                let reason = w.failure.clone().unwrap_or_else(|| format!("{status}"));
+                tracing::warn!(
+                    "the replacement of worker {} (pid {}) exited: {reason}",
+                    w.number,
+                    w.pid
+                );
             } else if w.generation == self.generation {
                 let reason = w.failure.clone().unwrap_or_else(|| format!("{status}"));
                 let backoff = self.next_backoff(w.number, w.started);
@@ -765,7 +806,7 @@ impl Supervisor<'_> {
                         .get_or_insert_with(|| "not ready within the boot timeout".to_owned());
                     w.signal(Signal::SIGKILL);
                 }
-                State::Ready if now.duration_since(w.last_beat) > timeout => {
+                State::Ready if !timeout.is_zero() && now.duration_since(w.last_beat) > timeout => {
                     tracing::error!(
                         "worker {} (pid {}) sent no heartbeat for {:?}; killing it",
                         w.number,
@@ -795,10 +836,19 @@ impl Supervisor<'_> {
 
     /// Starts workers for empty slots of the serving generation whose backoff has passed.
     fn keep_slots_filled(&mut self) {
-        if self.pending.is_some() {
-            return;
-        }
         let now = Instant::now();
+        let (generation, wanted) = (self.generation, self.limits.workers);
+        let present = |workers: &[Worker], number: usize| {
+            workers.iter().any(|w| {
+                w.generation == generation
+                    && w.number == number
+                    && !matches!(w.state, State::Retiring { .. })
+            })
+        };
+        // A pending restart of a slot that is filled again, or no longer wanted, is moot.
+        let workers = &self.workers;
+        self.respawn
+            .retain(|number, _| *number < wanted && !present(workers, *number));
         for number in 0..self.limits.workers {
             let present = self.workers.iter().any(|w| {
                 w.generation == self.generation
@@ -846,6 +896,23 @@ impl Supervisor<'_> {
                 return;
             }
         };
+        let limits = match Limits::new(self.overrides, &settings) {
+            Ok(limits) => limits,
+            Err(e) => {
+                tracing::error!(
+                    "reload failed: {e}; generation {} keeps serving",
+                    self.generation
+                );
+                return;
+            }
+        };
+        let plan_json = match serde_json::to_string(&plan) {
+            Ok(json) => json,
+            Err(e) => {
+                tracing::error!("reload failed: {e}");
+                return;
+            }
+        };
         let sockets = if self.sockets.serves(&settings.listen) {
             None
         } else {
@@ -860,23 +927,19 @@ impl Supervisor<'_> {
                 }
             }
         };
-        self.files = plan.files.clone();
-        match serde_json::to_string(&plan) {
-            Ok(json) => self.plan_json = json,
-            Err(e) => {
-                tracing::error!("reload failed: {e}");
-                return;
-            }
-        }
-        self.limits.graceful_timeout = settings.graceful_timeout;
-        let generation = self.generation + 1;
+        let generation = self.next_generation;
+        self.next_generation += 1;
         tracing::info!("SIGHUP: starting generation {generation}");
+        let workers = limits.workers;
         self.pending = Some(Pending {
             generation,
             started,
             sockets,
+            plan_json,
+            files: plan.files.clone(),
+            limits,
         });
-        for number in 0..self.limits.workers {
+        for number in 0..workers {
             if let Err(e) = self.spawn(number, generation) {
                 self.fail_reload(&e);
                 return;
@@ -903,7 +966,7 @@ impl Supervisor<'_> {
             self.fail_reload(&reason);
             return;
         }
-        if new.len() < self.limits.workers || new.iter().any(|w| w.state != State::Ready) {
+        if new.len() < pending.limits.workers || new.iter().any(|w| w.state != State::Ready) {
             return;
         }
         let old_pids: Vec<String> = self
@@ -929,7 +992,18 @@ impl Supervisor<'_> {
             new_pids.join(" ")
         );
         self.generation = generation;
-        if let Some(next) = self.pending.take().and_then(|p| p.sockets) {
+        let Some(done) = self.pending.take() else {
+            return;
+        };
+        self.plan_json = done.plan_json;
+        self.files = done.files;
+        // Slots added by TTIN meanwhile are kept.
+        let workers = self.limits.workers.max(done.limits.workers);
+        self.limits = Limits {
+            workers,
+            ..done.limits
+        };
+        if let Some(next) = done.sockets {
             for addr in self.sockets.dropped_by(&next) {
                 tracing::info!(
                     "no longer listening on {addr} (the old workers finish what they accepted)"
@@ -947,6 +1021,13 @@ impl Supervisor<'_> {
         let Some(pending) = self.pending.take() else {
             return;
         };
+        if let Some(sockets) = &pending.sockets {
+            for addr in sockets.dropped_by(&self.sockets) {
+                if let ListenAddr::Unix(path) = &addr {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+        }
         tracing::error!(
             "reload to generation {} failed: {reason}; generation {} keeps serving",
             pending.generation,
@@ -977,8 +1058,10 @@ impl Supervisor<'_> {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
+        let now = Instant::now();
         let workers = self.workers.iter().map(|w| match w.state {
             State::Booting { deadline } | State::Retiring { deadline } => deadline,
+            State::Ready if self.limits.timeout.is_zero() => now + Duration::from_secs(1),
             State::Ready => w.last_beat + self.limits.timeout,
         });
         workers

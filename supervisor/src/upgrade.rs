@@ -88,6 +88,14 @@ pub fn exec(exe: &Path, state: &State) -> io::Error {
         }
     }
     // Keep the name `ps` shows (`serve: supervisor ...`).
+    // Signals stay blocked across exec (the mask is inherited) until the new image has its
+    // handlers: a HUP in between must not find the default action (exit).
+    let blocked = handled_signals();
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_BLOCK,
+        Some(&blocked),
+        None,
+    );
     let mut args = std::env::args_os();
     let mut command = Command::new(exe);
     if let Some(name) = args.next() {
@@ -97,6 +105,11 @@ pub fn exec(exe: &Path, state: &State) -> io::Error {
     for fd in &fds {
         let _ = set_cloexec(*fd, true);
     }
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_UNBLOCK,
+        Some(&blocked),
+        None,
+    );
     error
 }
 
@@ -105,4 +118,33 @@ pub fn take() -> Option<State> {
     let json = std::env::var(VAR).ok()?;
     std::env::remove_var(VAR);
     serde_json::from_str(&json).ok()
+}
+
+/// The signals the supervisor handles.
+pub fn handled_signals() -> nix::sys::signal::SigSet {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    for signal in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGQUIT,
+        Signal::SIGHUP,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGCHLD,
+        Signal::SIGTTIN,
+        Signal::SIGTTOU,
+    ] {
+        set.add(signal);
+    }
+    set
+}
+
+/// Unblocks the signals an upgrade blocked across exec, once the handlers are installed.
+pub fn unblock_signals() {
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_UNBLOCK,
+        Some(&handled_signals()),
+        None,
+    );
 }

@@ -137,6 +137,16 @@ impl Running {
         }
     }
 
+    /// A line logged so far that contains both `a` and `b`.
+    pub fn history_line(&self, a: &str, b: &str) -> String {
+        self.history
+            .borrow()
+            .iter()
+            .find(|l| l.contains(a) && l.contains(b))
+            .cloned()
+            .unwrap_or_else(|| panic!("no line with {a:?} and {b:?}"))
+    }
+
     /// The PID of the process.
     pub fn pid(&self) -> u32 {
         self.child.id()
