@@ -165,13 +165,8 @@ pub fn build_server(node: Option<&ServerNode>, eggs: &Eggs) -> Result<ServerSett
 }
 
 fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response<Body> {
-    let message = panic
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| panic.downcast_ref::<&str>().copied())
-        .unwrap_or("(no message)");
     tracing::error!(
-        panic = message,
+        panic = crate::app::panic_message(panic.as_ref()),
         "an app panicked while handling a request; answered 500"
     );
     text(

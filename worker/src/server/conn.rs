@@ -148,13 +148,8 @@ impl http_body::Body for Guarded {
         match std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(inner).poll_frame(cx))) {
             Ok(polled) => polled,
             Err(panic) => {
-                let message = panic
-                    .downcast_ref::<String>()
-                    .map(String::as_str)
-                    .or_else(|| panic.downcast_ref::<&str>().copied())
-                    .unwrap_or("(no message)");
                 tracing::error!(
-                    panic = message,
+                    panic = crate::app::panic_message(panic.as_ref()),
                     "an app panicked while producing a response body; closing the connection"
                 );
                 Poll::Ready(Some(Err("the response body panicked".into())))
