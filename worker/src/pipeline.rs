@@ -238,6 +238,14 @@ pub(crate) mod tests {
         )
     }
 
+    /// A configuration from pairs.
+    pub fn conf(pairs: &[(&str, &str)]) -> deploy::plan::Conf {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
     /// A GET of `uri`.
     pub async fn get(app: &App, uri: &str) -> (u16, HeaderMap, String) {
         send(app, Request::get(uri).body(full("")).unwrap()).await

@@ -290,13 +290,7 @@ pub fn register(eggs: &mut Eggs) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn conf(pairs: &[(&str, &str)]) -> Conf {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use crate::pipeline::tests::conf;
 
     fn tcp(host: &str, port: u16) -> ListenAddr {
         ListenAddr::Tcp {

@@ -108,14 +108,7 @@ pub fn register(eggs: &mut Eggs) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::tests::{get, pipeline};
-
-    fn conf(pairs: &[(&str, &str)]) -> Conf {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use crate::pipeline::tests::{conf, get, pipeline};
 
     #[test]
     fn apps_load_in_file_order() {
