@@ -865,3 +865,87 @@ fn a_heartbeat_timeout_shorter_than_two_heartbeats_is_refused() {
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("must be 0 (no heartbeat check) or at least 2s"));
 }
+
+#[test]
+fn the_service_manager_hears_ready_reloading_and_stopping() {
+    let (dir, ini) = deploy_dir(&versioned("v", 2, ""));
+    let socket_path = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let next = || {
+        let mut buf = vec![0u8; 4096];
+        let n = socket.recv(&mut buf).expect("a notification within 30 s");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let mut serve = Running::start_with_env(
+        &example("fault_eggs"),
+        &[ini.to_str().unwrap()],
+        &[("NOTIFY_SOCKET", socket_path.to_str().unwrap())],
+    );
+    assert_eq!(
+        next(),
+        "READY=1\nSTATUS=generation 1: 2/2 workers ready; started\n"
+    );
+    let worker = pids(&serve.wait_for("ready: generation 1"))[0];
+    let environ = std::fs::read(format!("/proc/{worker}/environ")).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&environ).contains("NOTIFY_SOCKET"),
+        "a worker inherited NOTIFY_SOCKET"
+    );
+
+    // A reload: RELOADING with the monotonic clock, then READY once the new generation serves.
+    write(&ini, &versioned("w", 2, ""));
+    serve.signal("HUP");
+    let reloading = next();
+    let lines: Vec<&str> = reloading.lines().collect();
+    assert_eq!(lines[0], "RELOADING=1", "{reloading}");
+    let usec: i128 = lines[1]
+        .strip_prefix("MONOTONIC_USEC=")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap();
+    let now_usec = i128::from(now.tv_sec()) * 1_000_000 + i128::from(now.tv_nsec()) / 1000;
+    assert!(
+        (now_usec - usec).abs() < 10_000_000,
+        "MONOTONIC_USEC {usec} is not now ({now_usec})"
+    );
+    let ready = next();
+    assert!(
+        ready.starts_with("READY=1\nSTATUS=generation 2: 2/2 workers ready; last reload ok ("),
+        "{ready}"
+    );
+
+    // A config that does not load, and one whose factory fails: READY again, with the failure.
+    write(&ini, "[app:main]\nbroken\n");
+    serve.signal("HUP");
+    assert!(next().starts_with("RELOADING=1\n"));
+    let failed = next();
+    assert!(
+        failed.starts_with("READY=1\nSTATUS=generation 2: 2/2 workers ready; last reload failed: "),
+        "{failed}"
+    );
+    assert!(failed.contains("deploy.ini:2:"), "{failed}");
+    write(
+        &ini,
+        &versioned("x", 2, "").replace(
+            "[app:app]\nuse = egg:minimal",
+            "[app:app]\nuse = egg:test#fail",
+        ),
+    );
+    serve.signal("HUP");
+    assert!(next().starts_with("RELOADING=1\n"));
+    let failed = next();
+    assert!(
+        failed.contains("last reload failed: worker")
+            && failed.contains("this factory always fails"),
+        "{failed}"
+    );
+    assert_eq!(get(&serve.addr, "/"), "w: Hello world!\n");
+
+    serve.signal("TERM");
+    assert!(next().starts_with("STOPPING=1\nSTATUS="));
+    assert_eq!(serve.wait_exit(), Some(0));
+}

@@ -22,6 +22,7 @@ mod check;
 mod cli;
 mod handoff;
 mod run;
+mod sd;
 mod sockets;
 mod supervise;
 mod tree;

@@ -449,6 +449,7 @@ impl Supervisor<'_> {
                     self.workers.len(),
                     pids.join(" ")
                 );
+                crate::sd::ready(&self.status("started"));
                 return Ok(());
             }
         }
@@ -609,6 +610,28 @@ impl Supervisor<'_> {
             pids.join(" ")
         );
         self.reload();
+    }
+
+    /// The `STATUS=` line: generation, ready workers, last reload.
+    fn status(&self, last_reload: &str) -> String {
+        let ready = self
+            .workers
+            .iter()
+            .filter(|w| w.generation == self.generation && w.state == State::Ready)
+            .count();
+        format!(
+            "generation {}: {ready}/{} workers ready; {last_reload}",
+            self.generation, self.limits.workers
+        )
+    }
+
+    /// A reload ended without a new generation: the old one serves on.
+    fn reload_failed(&mut self, reason: &str) {
+        tracing::error!(
+            "reload failed: {reason}; generation {} keeps serving",
+            self.generation
+        );
+        crate::sd::ready(&self.status(&format!("last reload failed: {reason}")));
     }
 
     /// `max_requests`: replaces a worker that served its share, start before stop, one at a
@@ -885,31 +908,26 @@ impl Supervisor<'_> {
             tracing::warn!("SIGHUP: a reload is already in progress");
             return;
         }
+        crate::sd::reloading(&self.status("reloading"));
         let started = Instant::now();
         let (plan, settings) = match load(self.target, self.overrides, self.eggs) {
             Ok(loaded) => loaded,
             Err(e) => {
-                tracing::error!(
-                    "reload failed: {e}; generation {} keeps serving",
-                    self.generation
-                );
+                self.reload_failed(&e.to_string());
                 return;
             }
         };
         let limits = match Limits::new(self.overrides, &settings) {
             Ok(limits) => limits,
             Err(e) => {
-                tracing::error!(
-                    "reload failed: {e}; generation {} keeps serving",
-                    self.generation
-                );
+                self.reload_failed(&e.to_string());
                 return;
             }
         };
         let plan_json = match serde_json::to_string(&plan) {
             Ok(json) => json,
             Err(e) => {
-                tracing::error!("reload failed: {e}");
+                self.reload_failed(&e.to_string());
                 return;
             }
         };
@@ -919,10 +937,7 @@ impl Supervisor<'_> {
             match Sockets::for_addrs(&settings.listen, settings.backlog, Some(&self.sockets)) {
                 Ok(next) => Some(next),
                 Err(e) => {
-                    tracing::error!(
-                        "reload failed: {e}; generation {} keeps serving",
-                        self.generation
-                    );
+                    self.reload_failed(&e.to_string());
                     return;
                 }
             }
@@ -1015,6 +1030,7 @@ impl Supervisor<'_> {
             self.sockets = next;
         }
         self.respawn.clear();
+        crate::sd::ready(&self.status(&format!("last reload ok ({took:?})")));
     }
 
     fn fail_reload(&mut self, reason: &str) {
@@ -1041,9 +1057,11 @@ impl Supervisor<'_> {
                 };
             }
         }
+        crate::sd::ready(&self.status(&format!("last reload failed: {reason}")));
     }
 
     fn stop(&mut self, signal: Signal) {
+        crate::sd::stopping(&self.status("stopping"));
         let grace = if signal == Signal::SIGTERM {
             self.limits.graceful_timeout + KILL_GRACE
         } else {

@@ -61,8 +61,20 @@ impl Running {
         Running::spawn(Path::new(env!("CARGO_BIN_EXE_serve")), args)
     }
 
+    /// Starts `BINARY --bind 127.0.0.1:0 ARGS` with extra environment variables.
+    pub fn start_with_env(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> Running {
+        let mut all = vec!["--bind", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        Running::spawn_env(binary, &all, env)
+    }
+
     fn spawn(binary: &Path, args: &[&str]) -> Running {
+        Running::spawn_env(binary, args, &[])
+    }
+
+    fn spawn_env(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> Running {
         let mut child = Command::new(binary)
+            .envs(env.iter().copied())
             .args(args)
             .current_dir(root())
             .stderr(Stdio::piped())
