@@ -949,3 +949,59 @@ fn the_service_manager_hears_ready_reloading_and_stopping() {
     assert!(next().starts_with("STOPPING=1\nSTATUS="));
     assert_eq!(serve.wait_exit(), Some(0));
 }
+
+#[test]
+fn the_watchdog_is_fed_only_while_workers_heartbeat() {
+    let ini_text = versioned("v", 1, "").replace("/echo = echo", "/echo = echo\n/block = block")
+        + "[app:block]\nuse = egg:test#block\nseconds = 60\n";
+    let (dir, ini) = deploy_dir(&ini_text);
+    let socket_path = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let next = || {
+        let mut buf = vec![0u8; 4096];
+        let n = socket.recv(&mut buf).expect("a notification within 30 s");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let serve = Running::start_with_env(
+        &example("fault_eggs"),
+        &["--timeout", "3", ini.to_str().unwrap()],
+        &[
+            ("NOTIFY_SOCKET", socket_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "1000000"),
+        ],
+    );
+    assert!(next().starts_with("READY=1\n"));
+    assert_eq!(next(), "WATCHDOG=1\n");
+    let worker = pids(&serve.wait_for("ready: generation 1"))[0];
+    let environ =
+        String::from_utf8_lossy(&std::fs::read(format!("/proc/{worker}/environ")).unwrap())
+            .into_owned();
+    assert!(
+        !environ.contains("WATCHDOG_USEC"),
+        "a worker inherited WATCHDOG_USEC"
+    );
+
+    // The only worker blocks: no more WATCHDOG=1 until it has been replaced.
+    let addr = serve.addr.clone();
+    let blocked = std::thread::spawn(move || {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let _ = stream.write_all(b"GET /block HTTP/1.1\r\nHost: t\r\n\r\n");
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest);
+    });
+    serve.wait_for_new("not feeding systemd's watchdog");
+    serve.wait_for_new("sent no heartbeat");
+    serve.wait_for_new("of generation 1 ready");
+    socket.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 4096];
+    while socket.recv(&mut buf).is_ok() {}
+    socket.set_nonblocking(false).unwrap();
+    assert_eq!(next(), "WATCHDOG=1\n");
+    blocked.join().unwrap();
+}

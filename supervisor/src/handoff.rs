@@ -107,6 +107,8 @@ pub fn spawn(spawn: &Spawn<'_>, number: usize) -> io::Result<Started> {
         .arg("worker")
         // Only the supervisor talks to the service manager.
         .env_remove(crate::sd::SOCKET)
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID")
         .env("SERVE_LISTEN_FDS", listeners.to_string())
         .env("SERVE_LISTEN_KINDS", kinds.join(","))
         .env("SERVE_STATUS_FD", status_fd.to_string())

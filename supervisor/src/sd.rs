@@ -35,6 +35,16 @@ pub fn reloading(status: &str) {
     }
 }
 
+/// How often systemd expects `WATCHDOG=1` (`WATCHDOG_USEC`, for this process), if at all.
+pub fn watchdog_interval() -> Option<std::time::Duration> {
+    sd_notify::watchdog_enabled()
+}
+
+/// The supervisor's loop runs and its workers heartbeat.
+pub fn watchdog() {
+    send(&[NotifyState::Watchdog]);
+}
+
 /// The service stops.
 pub fn stopping(status: &str) {
     send(&[NotifyState::Stopping, NotifyState::Status(status)]);

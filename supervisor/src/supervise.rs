@@ -188,6 +188,8 @@ struct Supervisor<'a> {
     files: Vec<PathBuf>,
     /// `--user`/`--group`, resolved.
     credentials: Option<(u32, u32)>,
+    /// systemd's watchdog: the interval and when `WATCHDOG=1` is next due.
+    watchdog: Option<(Duration, Instant)>,
 }
 
 /// The flags signal handlers set, and the pipe that wakes `poll`.
@@ -288,6 +290,7 @@ pub fn supervise(target: &Target, overrides: &Overrides, eggs: &Eggs) -> Result<
         reload_at: None,
         files: plan.files.clone(),
         credentials: credentials(overrides)?,
+        watchdog: crate::sd::watchdog_interval().map(|interval| (interval / 2, Instant::now())),
     };
     let _pid_file = match &overrides.pid_file {
         Some(path) => Some(PidFile::write(path)?),
@@ -524,6 +527,7 @@ impl Supervisor<'_> {
             self.advance_reload();
             self.keep_slots_filled();
             self.recycle();
+            self.feed_watchdog();
         }
     }
 
@@ -610,6 +614,29 @@ impl Supervisor<'_> {
             pids.join(" ")
         );
         self.reload();
+    }
+
+    /// `WATCHDOG=1` when due, if every ready worker of the serving generation heartbeats.
+    fn feed_watchdog(&mut self) {
+        let Some((every, due)) = self.watchdog else {
+            return;
+        };
+        let now = Instant::now();
+        if now < due {
+            return;
+        }
+        let fresh = 2 * crate::worker_main::HEARTBEAT;
+        let healthy = self
+            .workers
+            .iter()
+            .filter(|w| w.generation == self.generation && w.state == State::Ready)
+            .all(|w| now.duration_since(w.last_beat) <= fresh);
+        if healthy {
+            crate::sd::watchdog();
+        } else {
+            tracing::warn!("a worker missed its heartbeats; not feeding systemd's watchdog");
+        }
+        self.watchdog = Some((every, now + every));
     }
 
     /// The `STATUS=` line: generation, ready workers, last reload.
@@ -1083,6 +1110,7 @@ impl Supervisor<'_> {
             State::Ready => w.last_beat + self.limits.timeout,
         });
         workers
+            .chain(self.watchdog.map(|(_, due)| due))
             .chain(self.respawn.values().copied())
             .chain(self.reload_at)
             .min()
