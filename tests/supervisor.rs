@@ -413,16 +413,7 @@ fn a_blocked_worker_is_killed_after_the_timeout_and_replaced() {
         &example("fault_eggs"),
         &["--timeout", "2", ini.to_str().unwrap()],
     );
-    let addr = serve.addr.clone();
-    let blocked = std::thread::spawn(move || {
-        let mut stream = TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        let _ = stream.write_all(b"GET /block HTTP/1.1\r\nHost: t\r\n\r\n");
-        let mut rest = Vec::new();
-        let _ = stream.read_to_end(&mut rest);
-    });
+    let blocked = block_a_worker(&serve.addr);
     serve.wait_for_new("sent no heartbeat");
     serve.wait_for_new("restarting it in");
     serve.wait_for_new("of generation 1 ready");
@@ -866,19 +857,47 @@ fn a_heartbeat_timeout_shorter_than_two_heartbeats_is_refused() {
         .contains("must be 0 (no heartbeat check) or at least 2s"));
 }
 
+/// A request to `/block` (test#block) on a thread: the worker that takes it stops heartbeating.
+fn block_a_worker(addr: &str) -> JoinHandle<()> {
+    let addr = addr.to_owned();
+    std::thread::spawn(move || {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let _ = stream.write_all(b"GET /block HTTP/1.1\r\nHost: t\r\n\r\n");
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest);
+    })
+}
+
+/// A stand-in for systemd's notify socket.
+fn notify_socket(path: &Path) -> std::os::unix::net::UnixDatagram {
+    let socket = std::os::unix::net::UnixDatagram::bind(path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    socket
+}
+
+/// The next notification, within 30 seconds.
+fn next_notification(socket: &std::os::unix::net::UnixDatagram) -> String {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        match socket.recv(&mut buf) {
+            Ok(n) => return String::from_utf8_lossy(&buf[..n]).into_owned(),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => panic!("no notification within 30 s: {e} ({:?})", e.kind()),
+        }
+    }
+}
+
 #[test]
 fn the_service_manager_hears_ready_reloading_and_stopping() {
     let (dir, ini) = deploy_dir(&versioned("v", 2, ""));
     let socket_path = dir.path().join("notify.sock");
-    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let next = || {
-        let mut buf = vec![0u8; 4096];
-        let n = socket.recv(&mut buf).expect("a notification within 30 s");
-        String::from_utf8_lossy(&buf[..n]).into_owned()
-    };
+    let socket = notify_socket(&socket_path);
+    let next = || next_notification(&socket);
     let mut serve = Running::start_with_env(
         &example("fault_eggs"),
         &[ini.to_str().unwrap()],
@@ -956,15 +975,8 @@ fn the_watchdog_is_fed_only_while_workers_heartbeat() {
         + "[app:block]\nuse = egg:test#block\nseconds = 60\n";
     let (dir, ini) = deploy_dir(&ini_text);
     let socket_path = dir.path().join("notify.sock");
-    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let next = || {
-        let mut buf = vec![0u8; 4096];
-        let n = socket.recv(&mut buf).expect("a notification within 30 s");
-        String::from_utf8_lossy(&buf[..n]).into_owned()
-    };
+    let socket = notify_socket(&socket_path);
+    let next = || next_notification(&socket);
     let serve = Running::start_with_env(
         &example("fault_eggs"),
         &["--timeout", "3", ini.to_str().unwrap()],
@@ -985,16 +997,7 @@ fn the_watchdog_is_fed_only_while_workers_heartbeat() {
     );
 
     // The only worker blocks: no more WATCHDOG=1 until it has been replaced.
-    let addr = serve.addr.clone();
-    let blocked = std::thread::spawn(move || {
-        let mut stream = TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        let _ = stream.write_all(b"GET /block HTTP/1.1\r\nHost: t\r\n\r\n");
-        let mut rest = Vec::new();
-        let _ = stream.read_to_end(&mut rest);
-    });
+    let blocked = block_a_worker(&serve.addr);
     serve.wait_for_new("not feeding systemd's watchdog");
     serve.wait_for_new("sent no heartbeat");
     serve.wait_for_new("of generation 1 ready");
