@@ -760,7 +760,7 @@ fn a_reload_binds_new_addresses_and_closes_dropped_ones() {
     assert_eq!(get(&format!("127.0.0.1:{a}"), "/"), "v: Hello world!\n");
     write(&ini, &with_listen(&[b]));
     serve.signal("HUP");
-    serve.wait_for_new(&format!("no longer listening on 127.0.0.1:{a}"));
+    serve.wait_for_new(&format!("no longer listening on http://127.0.0.1:{a}"));
     serve.wait_for_new("of generation 2 stopped");
     assert_eq!(get(&format!("127.0.0.1:{b}"), "/"), "v: Hello world!\n");
     assert!(
@@ -905,7 +905,10 @@ fn the_service_manager_hears_ready_reloading_and_stopping() {
     );
     assert_eq!(
         next(),
-        "READY=1\nSTATUS=generation 1: 2/2 workers ready; started\n"
+        format!(
+            "READY=1\nMAINPID={}\nSTATUS=generation 1: 2/2 workers ready; started\n",
+            serve.pid()
+        )
     );
     let worker = pids(&serve.wait_for("ready: generation 1"))[0];
     let environ = std::fs::read(format!("/proc/{worker}/environ")).unwrap();

@@ -33,7 +33,7 @@ pub struct Spawn<'a> {
     /// The serve binary to exec.
     pub exe: &'a std::path::Path,
     /// The listeners, shared by every worker.
-    pub listeners: &'a [Bound],
+    pub listeners: &'a [&'a Bound],
     /// The plan, serialized once per generation.
     pub plan_json: &'a str,
     /// The generation.

@@ -18,6 +18,7 @@
 //! }
 //! ```
 
+mod activation;
 mod check;
 mod cli;
 mod handoff;

@@ -10,7 +10,7 @@
 
 use crate::cli::{Overrides, Target};
 use crate::handoff::{self, Spawn};
-use crate::sockets::Sockets;
+use crate::sockets::{Origin, Sockets};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -26,7 +26,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use worker::eggs::Eggs;
-use worker::server::listen::Bound;
 use worker::settings::{ListenAddr, ServerSettings};
 
 /// The shortest wait between two starts of the same worker slot.
@@ -179,6 +178,8 @@ struct Supervisor<'a> {
     backoff: HashMap<usize, Backoff>,
     respawn: HashMap<usize, Instant>,
     stopping: Option<Instant>,
+    /// When the next `EXTEND_TIMEOUT_USEC` is due during a stop.
+    extend_at: Option<Instant>,
     /// Whether to reload on file changes, and the watch.
     watching: bool,
     watch: Option<crate::watch::FileWatch>,
@@ -240,33 +241,32 @@ pub fn supervise(target: &Target, overrides: &Overrides, eggs: &Eggs) -> Result<
         Signals::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
     // After a USR2 upgrade the signals arrive blocked; now they have handlers.
     crate::upgrade::unblock_signals();
+    let adopted = crate::upgrade::take();
+    // Before anything else can start a thread or a child: the variables are cleared here.
+    let inherited = match adopted {
+        Some(_) => Sockets::default(),
+        None => crate::activation::inherit()?,
+    };
     let (plan, settings) = load(target, overrides, eggs)?;
     let plan_json = serde_json::to_string(&plan).map_err(|e| e.to_string())?;
-    let adopted = crate::upgrade::take();
     let sockets = match &adopted {
-        Some(state) => {
-            let mut sockets = Sockets::default();
-            for (fd, kind, addr) in &state.listeners {
-                // SAFETY: the supervisor this process replaced passed these listening sockets
-                // across exec for it alone.
-                let bound = match kind.as_str() {
-                    "unix" => {
-                        Bound::Unix(unsafe { std::os::unix::net::UnixListener::from_raw_fd(*fd) })
-                    }
-                    _ => Bound::Tcp(unsafe { std::net::TcpListener::from_raw_fd(*fd) }),
-                };
-                tracing::info!(
-                    "listening on {} (kept across the upgrade)",
-                    bound.describe()
-                );
-                sockets.bound.push(bound);
-                sockets
-                    .addrs
-                    .push(ListenAddr::parse(addr, 0).map_err(|e| format!("upgrade state: {e}"))?);
+        Some(state) => crate::upgrade::listeners(state)?,
+        None => {
+            let sockets = Sockets::for_addrs(&settings.listen, settings.backlog, Some(&inherited))?;
+            // Stored sockets of addresses no longer configured leave the store.
+            crate::activation::unstore(inherited.dropped_by(&sockets));
+            for l in &sockets.listeners {
+                if let (None, Origin::Activated(name)) = (&l.entry, &l.origin) {
+                    tracing::info!(
+                        "listening on {} (from systemd: socket activation, '{name}'; no bind/listen entry names it)",
+                        l.socket.describe()
+                    );
+                }
             }
+            drop(inherited);
+            crate::activation::store(&sockets);
             sockets
         }
-        None => Sockets::for_addrs(&settings.listen, settings.backlog, None)?,
     };
     let limits = Limits::new(overrides, &settings)?;
     let exe = std::env::current_exe().map_err(|e| format!("cannot find my own binary: {e}"))?;
@@ -285,6 +285,7 @@ pub fn supervise(target: &Target, overrides: &Overrides, eggs: &Eggs) -> Result<
         backoff: HashMap::new(),
         respawn: HashMap::new(),
         stopping: None,
+        extend_at: None,
         watching: overrides.reload || settings.reload,
         watch: None,
         reload_at: None,
@@ -380,7 +381,7 @@ impl Supervisor<'_> {
         };
         let spawn = Spawn {
             exe: &self.exe,
-            listeners: &sockets.bound,
+            listeners: &sockets.bound(),
             plan_json,
             generation,
             threads: self.overrides.threads,
@@ -452,7 +453,7 @@ impl Supervisor<'_> {
                     self.workers.len(),
                     pids.join(" ")
                 );
-                crate::sd::ready(&self.status("started"));
+                crate::sd::started(&self.status("started"));
                 return Ok(());
             }
         }
@@ -517,7 +518,8 @@ impl Supervisor<'_> {
             self.read_statuses();
             self.reap();
             self.enforce_deadlines();
-            if self.stopping.is_some() {
+            if let Some(deadline) = self.stopping {
+                self.extend_stop_timeout(deadline);
                 if self.workers.is_empty() {
                     tracing::info!("all workers gone; exiting");
                     return;
@@ -540,16 +542,7 @@ impl Supervisor<'_> {
         let state = crate::upgrade::State {
             generation: self.generation,
             workers: self.limits.workers,
-            listeners: self
-                .sockets
-                .bound
-                .iter()
-                .zip(&self.sockets.addrs)
-                .map(|(b, addr)| match b {
-                    Bound::Tcp(l) => (l.as_raw_fd(), "tcp".to_owned(), addr.to_string()),
-                    Bound::Unix(l) => (l.as_raw_fd(), "unix".to_owned(), addr.to_string()),
-                })
-                .collect(),
+            listeners: crate::upgrade::handed_listeners(&self.sockets),
             running: self
                 .workers
                 .iter()
@@ -1046,14 +1039,18 @@ impl Supervisor<'_> {
             ..done.limits
         };
         if let Some(next) = done.sockets {
-            for addr in self.sockets.dropped_by(&next) {
+            let dropped = self.sockets.dropped_by(&next);
+            for l in &dropped {
                 tracing::info!(
-                    "no longer listening on {addr} (the old workers finish what they accepted)"
+                    "no longer listening on {} (the old workers finish what they accepted)",
+                    l.socket.describe()
                 );
-                if let ListenAddr::Unix(path) = &addr {
+                if let Some(ListenAddr::Unix(path)) = &l.entry {
                     let _ = std::fs::remove_file(path);
                 }
             }
+            crate::activation::unstore(dropped);
+            crate::activation::store(&next);
             self.sockets = next;
         }
         self.respawn.clear();
@@ -1065,8 +1062,8 @@ impl Supervisor<'_> {
             return;
         };
         if let Some(sockets) = &pending.sockets {
-            for addr in sockets.dropped_by(&self.sockets) {
-                if let ListenAddr::Unix(path) = &addr {
+            for l in sockets.dropped_by(&self.sockets) {
+                if let Some(ListenAddr::Unix(path)) = &l.entry {
                     let _ = std::fs::remove_file(path);
                 }
             }
@@ -1100,6 +1097,19 @@ impl Supervisor<'_> {
             w.signal(signal);
             w.state = State::Retiring { deadline };
         }
+    }
+
+    /// Once a second while a stop drains: systemd may wait beyond `TimeoutStopSec=` for as
+    /// long as the drain can still take.
+    fn extend_stop_timeout(&mut self, deadline: Instant) {
+        let now = Instant::now();
+        if self.extend_at.is_some_and(|at| now < at) {
+            return;
+        }
+        self.extend_at = Some(now + Duration::from_secs(1));
+        crate::sd::extend_timeout(
+            deadline.saturating_duration_since(now) + 2 * KILL_GRACE + Duration::from_secs(3),
+        );
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -1155,9 +1165,13 @@ impl Supervisor<'_> {
         self.workers.clear();
     }
 
+    /// Removes the unix sockets serve bound, unless systemd keeps them for the next start.
     fn remove_unix_sockets(&self) {
-        for addr in &self.sockets.addrs {
-            if let ListenAddr::Unix(path) = addr {
+        if crate::activation::store_capacity() > 0 {
+            return;
+        }
+        for l in self.sockets.own() {
+            if let Some(ListenAddr::Unix(path)) = &l.entry {
                 let _ = std::fs::remove_file(path);
             }
         }

@@ -7,12 +7,15 @@
 //! new binary is first run with `--version`: one that does not start leaves the old supervisor
 //! running.
 
+use crate::sockets::{Listener, Origin, Sockets};
 use serde::{Deserialize, Serialize};
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
+use worker::server::listen::Bound;
+use worker::settings::ListenAddr;
 
 /// The environment variable that carries the state across `exec`.
 pub const VAR: &str = "SERVE_UPGRADE";
@@ -24,10 +27,70 @@ pub struct State {
     pub generation: u64,
     /// How many workers a generation has.
     pub workers: usize,
-    /// Listening sockets: fd, `tcp` or `unix`, and the address they were bound for.
-    pub listeners: Vec<(RawFd, String, String)>,
+    /// Listening sockets.
+    pub listeners: Vec<HandedListener>,
     /// Running workers.
     pub running: Vec<Adopted>,
+}
+
+/// A listening socket the new supervisor takes over.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HandedListener {
+    /// Its fd.
+    pub fd: RawFd,
+    /// The `bind`/`listen` entry it serves, if any.
+    pub entry: Option<String>,
+    /// The name systemd passed it under, if it came from a socket unit.
+    pub activated: Option<String>,
+}
+
+/// How `sockets` are described to the next supervisor.
+pub fn handed_listeners(sockets: &Sockets) -> Vec<HandedListener> {
+    sockets
+        .listeners
+        .iter()
+        .map(|l| HandedListener {
+            fd: match &l.socket {
+                Bound::Tcp(s) => s.as_raw_fd(),
+                Bound::Unix(s) => s.as_raw_fd(),
+            },
+            entry: l.entry.as_ref().map(ToString::to_string),
+            activated: match &l.origin {
+                Origin::Activated(name) => Some(name.clone()),
+                Origin::Own => None,
+            },
+        })
+        .collect()
+}
+
+/// Takes over the listening sockets the old supervisor handed over.
+pub fn listeners(state: &State) -> Result<Sockets, String> {
+    let mut sockets = Sockets::default();
+    for handed in &state.listeners {
+        // SAFETY: the supervisor this process replaced passed these listening sockets across
+        // exec for it alone.
+        let socket = unsafe { Bound::from_inherited(handed.fd) }
+            .map_err(|e| format!("upgrade state: {e}"))?;
+        tracing::info!(
+            "listening on {} (kept across the upgrade)",
+            socket.describe()
+        );
+        let entry = match &handed.entry {
+            Some(text) => {
+                Some(ListenAddr::parse(text, 0).map_err(|e| format!("upgrade state: {e}"))?)
+            }
+            None => None,
+        };
+        sockets.listeners.push(Listener {
+            socket,
+            entry,
+            origin: handed
+                .activated
+                .clone()
+                .map_or(Origin::Own, Origin::Activated),
+        });
+    }
+    Ok(sockets)
 }
 
 /// A worker the new supervisor adopts.
@@ -79,7 +142,7 @@ pub fn exec(exe: &Path, state: &State) -> io::Error {
     let fds: Vec<RawFd> = state
         .listeners
         .iter()
-        .map(|(fd, _, _)| *fd)
+        .map(|l| l.fd)
         .chain(state.running.iter().filter_map(|w| w.status_fd))
         .collect();
     for fd in &fds {

@@ -72,10 +72,27 @@ impl Running {
         Running::spawn_env(binary, args, &[])
     }
 
-    fn spawn_env(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> Running {
-        let mut child = Command::new(binary)
-            .envs(env.iter().copied())
-            .args(args)
+    pub fn spawn_env(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> Running {
+        let mut command = Command::new(binary);
+        command.envs(env.iter().copied()).args(args);
+        let mut running = Running::launch(command);
+        let line = running.wait_for("listening on http://");
+        running.addr = line
+            .rsplit("http://")
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned();
+        running.wait_for("ready: generation");
+        running
+    }
+
+    /// Starts `command` (run in the repository, its stderr read as the log) without waiting
+    /// for anything; `addr` is empty.
+    pub fn launch(mut command: Command) -> Running {
+        let mut child = command
             .current_dir(root())
             .stderr(Stdio::piped())
             .spawn()
@@ -89,17 +106,13 @@ impl Running {
                 }
             }
         });
-        let mut running = Running {
+        Running {
             child,
             addr: String::new(),
             log,
             history: Default::default(),
             cursor: Default::default(),
-        };
-        let line = running.wait_for("listening on http://");
-        running.addr = line.rsplit("http://").next().unwrap().trim().to_owned();
-        running.wait_for("ready: generation");
-        running
+        }
     }
 
     /// A log line containing `text`, logged so far or within 20 seconds.

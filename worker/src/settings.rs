@@ -23,6 +23,9 @@ pub enum ListenAddr {
     Tcp { host: String, port: u16 },
     /// A unix socket path.
     Unix(PathBuf),
+    /// The socket systemd passes under this name (`FileDescriptorName=` of a socket unit):
+    /// `systemd:NAME`. Never bound by serve.
+    Systemd(String),
 }
 
 impl std::fmt::Display for ListenAddr {
@@ -31,14 +34,26 @@ impl std::fmt::Display for ListenAddr {
             ListenAddr::Tcp { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
             ListenAddr::Tcp { host, port } => write!(f, "{host}:{port}"),
             ListenAddr::Unix(path) => write!(f, "unix:{}", path.display()),
+            ListenAddr::Systemd(name) => write!(f, "systemd:{name}"),
         }
     }
 }
 
 impl ListenAddr {
     /// Parses `host:port`, `[v6]:port`, `*:port`, `:port`, `host` (with `default_port`) or
-    /// `unix:/path`.
+    /// `unix:/path` or `systemd:NAME`.
     pub fn parse(text: &str, default_port: u16) -> Result<ListenAddr, String> {
+        if let Some(name) = text.strip_prefix("systemd:") {
+            if name.is_empty()
+                || name.len() > 255
+                || !name.chars().all(|c| c.is_ascii_graphic() && c != ':')
+            {
+                return Err(format!(
+                    "'{text}': a systemd socket name is 1 to 255 printable ASCII characters without ':' (its FileDescriptorName=)"
+                ));
+            }
+            return Ok(ListenAddr::Systemd(name.to_owned()));
+        }
         if let Some(path) = text.strip_prefix("unix:") {
             if path.is_empty() {
                 return Err(format!("'{text}': a unix socket needs a path"));
@@ -314,6 +329,16 @@ mod tests {
             Ok(ListenAddr::Unix("/run/s.sock".into()))
         );
         assert!(ListenAddr::parse("::1:80", 1).is_err());
+        assert_eq!(
+            ListenAddr::parse("systemd:http", 1),
+            Ok(ListenAddr::Systemd("http".into()))
+        );
+        assert_eq!(
+            ListenAddr::Systemd("http".into()).to_string(),
+            "systemd:http"
+        );
+        assert!(ListenAddr::parse("systemd:", 1).is_err());
+        assert!(ListenAddr::parse("systemd:a:b", 1).is_err());
         assert!(ListenAddr::parse("h:http", 1).is_err());
         assert_eq!(tcp("::1", 80).to_string(), "[::1]:80");
     }

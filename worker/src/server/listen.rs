@@ -3,13 +3,16 @@
 //!
 //! `*` means every interface: `0.0.0.0` and `[::]` (the latter v6-only, so both bind). A host
 //! name binds every address it resolves to. A unix socket path that holds a stale socket is
-//! replaced; any other file there is an error.
+//! replaced; any other file there is an error. `systemd:NAME` is never bound here: the
+//! supervisor takes such sockets from systemd ([`Bound::from_inherited`]).
 
 use crate::settings::ListenAddr;
 use socket2::{Domain, Socket, Type};
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::{FromRawFd, RawFd};
 use std::os::unix::fs::FileTypeExt;
+use std::path::PathBuf;
 use thiserror::Error;
 
 /// A bound, listening socket.
@@ -21,7 +24,61 @@ pub enum Bound {
     Unix(std::os::unix::net::UnixListener),
 }
 
+/// Where a listening socket listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Local {
+    /// A TCP address.
+    Tcp(SocketAddr),
+    /// A unix socket's path (`None`: unnamed or abstract).
+    Unix(Option<PathBuf>),
+}
+
 impl Bound {
+    /// Takes over a listening socket this process inherited (from systemd's socket
+    /// activation or FD store, or from the supervisor it replaced): a stream socket that
+    /// listens, TCP or unix. On error the fd is closed.
+    ///
+    /// # Safety
+    ///
+    /// `fd` must be open, and nothing else in this process may own or close it.
+    pub unsafe fn from_inherited(fd: RawFd) -> io::Result<Bound> {
+        // SAFETY: the caller hands over `fd`, open and owned by nothing else.
+        let socket = unsafe { Socket::from_raw_fd(fd) };
+        let refuse = |what: String| {
+            Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("fd {fd} is {what}, not a listening TCP or unix stream socket"),
+            ))
+        };
+        if socket.r#type()? != Type::STREAM {
+            return refuse("not a stream socket".into());
+        }
+        if !socket.is_listener()? {
+            return refuse("a socket that does not listen".into());
+        }
+        socket.set_cloexec(true)?;
+        let domain = socket.domain()?;
+        if domain == Domain::UNIX {
+            Ok(Bound::Unix(socket.into()))
+        } else if domain == Domain::IPV4 || domain == Domain::IPV6 {
+            // Accepted connections inherit it.
+            socket.set_tcp_nodelay(true)?;
+            Ok(Bound::Tcp(socket.into()))
+        } else {
+            refuse(format!("a socket of {domain:?}"))
+        }
+    }
+
+    /// Where it listens.
+    pub fn local(&self) -> io::Result<Local> {
+        match self {
+            Bound::Tcp(l) => Ok(Local::Tcp(l.local_addr()?)),
+            Bound::Unix(l) => Ok(Local::Unix(
+                l.local_addr()?.as_pathname().map(|p| p.to_path_buf()),
+            )),
+        }
+    }
+
     /// The address for messages (`http://127.0.0.1:6543`, `unix:/run/app.sock`).
     pub fn describe(&self) -> String {
         match self {
@@ -58,6 +115,10 @@ pub fn bind(addr: &ListenAddr, backlog: u32) -> Result<Vec<Bound>, BindError> {
         source,
     };
     match addr {
+        ListenAddr::Systemd(name) => Err(fail(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("systemd passed no socket named '{name}' (LISTEN_FDNAMES)"),
+        ))),
         ListenAddr::Unix(path) => {
             if let Ok(meta) = std::fs::symlink_metadata(path) {
                 if meta.file_type().is_socket() {
@@ -133,6 +194,42 @@ mod tests {
         let file = dir.path().join("f");
         std::fs::write(&file, "x").unwrap();
         assert!(bind(&ListenAddr::Unix(file), 16).is_err());
+    }
+
+    #[test]
+    fn takes_over_listening_sockets_only() {
+        use std::os::fd::IntoRawFd;
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = tcp.local_addr().unwrap();
+        // SAFETY: the fd was just released by its owner.
+        let bound = unsafe { Bound::from_inherited(tcp.into_raw_fd()) }.unwrap();
+        assert_eq!(bound.local().unwrap(), Local::Tcp(addr));
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let unix = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        // SAFETY: as above.
+        let bound = unsafe { Bound::from_inherited(unix.into_raw_fd()) }.unwrap();
+        assert_eq!(bound.local().unwrap(), Local::Unix(Some(path)));
+
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        // SAFETY: as above.
+        let err = unsafe { Bound::from_inherited(udp.into_raw_fd()) }.unwrap_err();
+        assert!(err.to_string().contains("not a stream socket"), "{err}");
+        let unlistened = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        // SAFETY: as above.
+        let err = unsafe { Bound::from_inherited(unlistened.into_raw_fd()) }.unwrap_err();
+        assert!(err.to_string().contains("does not listen"), "{err}");
+    }
+
+    #[test]
+    fn a_systemd_name_is_never_bound() {
+        let err = bind(&ListenAddr::Systemd("web".into()), 16).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("systemd passed no socket named 'web'"),
+            "{err}"
+        );
     }
 
     #[test]
