@@ -1011,3 +1011,29 @@ fn the_watchdog_is_fed_only_while_workers_heartbeat() {
     assert_eq!(next(), "WATCHDOG=1\n");
     blocked.join().unwrap();
 }
+
+#[test]
+fn a_hup_during_a_pending_reload_reloads_again_after_it() {
+    let (_dir, ini) = deploy_dir(&versioned("v", 1, ""));
+    let serve = Running::start_binary(
+        &example("fault_eggs"),
+        &["--boot-timeout", "2", ini.to_str().unwrap()],
+    );
+    // A generation that never gets ready keeps the reload pending until the boot timeout.
+    write(
+        &ini,
+        &versioned("x", 1, "").replace(
+            "[app:app]\nuse = egg:minimal",
+            "[app:app]\nuse = egg:test#hang",
+        ),
+    );
+    serve.signal("HUP");
+    serve.wait_for_new("SIGHUP: starting generation 2");
+    // The fix arrives meanwhile: its HUP is not lost.
+    write(&ini, &versioned("w", 1, ""));
+    serve.signal("HUP");
+    serve.wait_for_new("reloading again after it");
+    serve.wait_for_new("reload to generation 2 failed");
+    serve.wait_for_new("reloaded: generation 1 -> 3");
+    assert_eq!(get(&serve.addr, "/"), "w: Hello world!\n");
+}

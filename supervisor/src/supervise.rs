@@ -185,6 +185,8 @@ struct Supervisor<'a> {
     watch: Option<crate::watch::FileWatch>,
     /// When a debounced file change should reload.
     reload_at: Option<Instant>,
+    /// A `HUP` that came while a reload was pending: another reload once it is done.
+    hup_queued: bool,
     /// The config files the plan was read from.
     files: Vec<PathBuf>,
     /// `--user`/`--group`, resolved.
@@ -289,6 +291,7 @@ pub fn supervise(target: &Target, overrides: &Overrides, eggs: &Eggs) -> Result<
         watching: overrides.reload || settings.reload,
         watch: None,
         reload_at: None,
+        hup_queued: false,
         files: plan.files.clone(),
         credentials: credentials(overrides)?,
         watchdog: crate::sd::watchdog_interval().map(|interval| (interval / 2, Instant::now())),
@@ -481,8 +484,14 @@ impl Supervisor<'_> {
                 self.stop(Signal::SIGQUIT);
             }
             if signals.take(SIGHUP) {
-                self.reload();
-                self.rewatch(signals);
+                if self.pending.is_some() {
+                    // It may bring a config newer than the pending reload read.
+                    tracing::info!("SIGHUP: a reload is in progress; reloading again after it");
+                    self.hup_queued = true;
+                } else {
+                    self.reload();
+                    self.rewatch(signals);
+                }
             }
             if self
                 .watch
@@ -527,6 +536,11 @@ impl Supervisor<'_> {
                 continue;
             }
             self.advance_reload();
+            if self.hup_queued && self.pending.is_none() {
+                self.hup_queued = false;
+                self.reload();
+                self.rewatch(signals);
+            }
             self.keep_slots_filled();
             self.recycle();
             self.feed_watchdog();
