@@ -300,3 +300,86 @@ fn a_long_drain_extends_systemds_stop_timeout() {
     assert!(slow.join().unwrap().starts_with("HTTP/1.1 200"));
     assert_eq!(serve.wait_exit(), Some(0));
 }
+
+/// `serve reload ARGS`: its exit status, stdout and stderr.
+fn serve_reload(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_serve"))
+        .arg("reload")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn serve_reload_waits_for_the_new_generation_and_reports_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let ini = dir.path().join("deploy.ini");
+    let tagged = |tag: &str| {
+        config("", "").replace(
+            "[app:main]\nuse = egg:minimal\n",
+            &format!(
+                "[pipeline:main]\npipeline = tag app\n[filter:tag]\nuse = egg:minimal\nprefix = {tag}:\n[app:app]\nuse = egg:minimal\n"
+            ),
+        )
+    };
+    write(&ini, &tagged("v"));
+    let pid_file = dir.path().join("serve.pid");
+    let serve = Running::start_binary(
+        &example("fault_eggs"),
+        &["--pid", pid_file.to_str().unwrap(), ini.to_str().unwrap()],
+    );
+    let pid = serve.pid().to_string();
+
+    // Asks for the reload and returns once the new generation answers.
+    write(&ini, &tagged("w"));
+    let (ok, stdout, stderr) = serve_reload(&[&pid]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.starts_with("reloaded: generation 2: 2/2 workers ready; last reload ok"),
+        "{stdout}"
+    );
+    assert_eq!(get(&serve.addr, "/"), "w: Hello world!\n");
+
+    // A config that does not load: exit status 1 with the file and line; serving goes on.
+    write(&ini, "[app:main]\nbroken\n");
+    let (ok, _, stderr) = serve_reload(&["--pid", pid_file.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        stderr.starts_with("error: reload failed: ") && stderr.contains("deploy.ini:2:"),
+        "{stderr}"
+    );
+    // A factory that fails in the new workers: the same.
+    write(
+        &ini,
+        &tagged("x").replace(
+            "[app:app]\nuse = egg:minimal",
+            "[app:app]\nuse = egg:test#fail",
+        ),
+    );
+    let (ok, _, stderr) = serve_reload(&[&pid]);
+    assert!(!ok);
+    assert!(stderr.contains("this factory always fails"), "{stderr}");
+    assert_eq!(get(&serve.addr, "/"), "w: Hello world!\n");
+
+    // --no-signal waits for the reload a HUP started (systemd's Type=notify-reload sends the
+    // HUP, then runs ExecReload). The last reload failed, so an early answer would fail too.
+    write(&ini, &tagged("y"));
+    serve.signal("HUP");
+    let (ok, stdout, stderr) = serve_reload(&["--no-signal", &pid]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("generation 4:"), "{stdout}");
+    assert_eq!(get(&serve.addr, "/"), "y: Hello world!\n");
+
+    // Nobody there: a clear error.
+    let (ok, _, stderr) = serve_reload(&["1"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("cannot reach serve (pid 1) on its control socket"),
+        "{stderr}"
+    );
+}

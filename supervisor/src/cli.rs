@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "serve", version, args_conflicts_with_subcommands = true)]
 #[command(
-    after_help = "Examples:\n  serve configs/tutorial.ini\n  serve --bind 127.0.0.1:8000 deploy.ini\n  serve check configs/production.ini\n  serve check --json deploy.ini#api http_port=8080\n\nSignals: HUP reloads (new workers start before old ones stop); TERM drains (finish in-flight requests, then exit 0); INT and QUIT stop at once; USR1 reopens log files; USR2 re-execs the binary on disk in place; TTIN and TTOU add and remove a worker."
+    after_help = "Examples:\n  serve configs/tutorial.ini\n  serve --bind 127.0.0.1:8000 deploy.ini\n  serve check configs/production.ini\n  serve check --json deploy.ini#api http_port=8080\n  serve reload --pid /run/serve.pid\n\nSignals: HUP reloads (new workers start before old ones stop); TERM drains (finish in-flight requests, then exit 0); INT and QUIT stop at once; USR1 reopens log files; USR2 re-execs the binary on disk in place; TTIN and TTOU add and remove a worker."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -76,9 +76,31 @@ pub enum Command {
     /// Check a deployment file without serving it (like `nginx -t`): print the pipeline it
     /// describes, or the error with its file and line. Exit status 0 if valid, 1 if not.
     Check(Check),
+    /// Reload a running serve and wait for the outcome: exit status 0 once the new generation
+    /// serves, 1 if the reload failed (the reason is printed; the old generation serves on).
+    /// For systemd's ExecReload= (`serve reload $MAINPID`).
+    Reload(Reload),
     /// A worker process; only the supervisor starts these.
     #[command(hide = true)]
     Worker,
+}
+
+/// `serve reload`.
+#[derive(Debug, Args)]
+pub struct Reload {
+    /// The supervisor's PID (systemd: $MAINPID).
+    #[arg(value_name = "PID", required_unless_present = "pid_file")]
+    pub pid: Option<u32>,
+    /// Read the PID from FILE (as written by `serve --pid FILE`).
+    #[arg(long = "pid", value_name = "FILE", conflicts_with = "pid")]
+    pub pid_file: Option<std::path::PathBuf>,
+    /// Do not ask for a reload: wait for the one a HUP already started (with
+    /// Type=notify-reload, systemd sends the HUP itself).
+    #[arg(long = "no-signal")]
+    pub no_signal: bool,
+    /// Seconds to wait for the outcome.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120.0)]
+    pub timeout: f64,
 }
 
 /// Which config, which app, which server, and the variables.

@@ -21,6 +21,7 @@
 mod activation;
 mod check;
 mod cli;
+mod control;
 mod handoff;
 mod run;
 mod sd;
@@ -45,6 +46,7 @@ pub fn main_with(eggs: Eggs) -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Check(check)) => check::run(&check, &eggs),
+        Some(Command::Reload(reload)) => control::run(&reload),
         Some(Command::Worker) => {
             init_logging();
             worker_main::run(&eggs)

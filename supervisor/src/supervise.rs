@@ -187,6 +187,10 @@ struct Supervisor<'a> {
     reload_at: Option<Instant>,
     /// A `HUP` that came while a reload was pending: another reload once it is done.
     hup_queued: bool,
+    /// `serve reload`'s socket, if it could be bound.
+    control: Option<crate::control::Control>,
+    /// How the last reload ended: the status line, or why it failed.
+    last_reload: Result<String, String>,
     /// The config files the plan was read from.
     files: Vec<PathBuf>,
     /// `--user`/`--group`, resolved.
@@ -222,6 +226,13 @@ impl Signals {
             wake,
             waker: wake_writer,
         })
+    }
+
+    /// Whether `signal` arrived and was not taken yet.
+    fn pending(&self, signal: i32) -> bool {
+        self.flags
+            .get(&signal)
+            .is_some_and(|f| f.load(Ordering::SeqCst))
     }
 
     /// Whether `signal` arrived since the last look.
@@ -292,6 +303,14 @@ pub fn supervise(target: &Target, overrides: &Overrides, eggs: &Eggs) -> Result<
         watch: None,
         reload_at: None,
         hup_queued: false,
+        control: match crate::control::Control::bind() {
+            Ok(control) => Some(control),
+            Err(e) => {
+                tracing::warn!("no control socket for `serve reload`: {e}");
+                None
+            }
+        },
+        last_reload: Ok("no reload yet".to_owned()),
         files: plan.files.clone(),
         credentials: credentials(overrides)?,
         watchdog: crate::sd::watchdog_interval().map(|interval| (interval / 2, Instant::now())),
@@ -483,7 +502,11 @@ impl Supervisor<'_> {
                 tracing::info!("stopping now");
                 self.stop(Signal::SIGQUIT);
             }
-            if signals.take(SIGHUP) {
+            let asked = self
+                .control
+                .as_mut()
+                .map_or(0, crate::control::Control::take_requests);
+            if signals.take(SIGHUP) || asked > 0 {
                 if self.pending.is_some() {
                     // It may bring a config newer than the pending reload read.
                     tracing::info!("SIGHUP: a reload is in progress; reloading again after it");
@@ -529,6 +552,9 @@ impl Supervisor<'_> {
             self.enforce_deadlines();
             if let Some(deadline) = self.stopping {
                 self.extend_stop_timeout(deadline);
+                if let Some(control) = self.control.as_mut() {
+                    control.answer(&Err("serve is stopping".to_owned()));
+                }
                 if self.workers.is_empty() {
                     tracing::info!("all workers gone; exiting");
                     return;
@@ -540,6 +566,12 @@ impl Supervisor<'_> {
                 self.hup_queued = false;
                 self.reload();
                 self.rewatch(signals);
+            }
+            // Once every reload asked for (a HUP not yet taken included) has ended.
+            if self.pending.is_none() && !self.hup_queued && !signals.pending(SIGHUP) {
+                if let Some(control) = self.control.as_mut().filter(|c| c.waiting()) {
+                    control.answer(&self.last_reload);
+                }
             }
             self.keep_slots_filled();
             self.recycle();
@@ -665,6 +697,7 @@ impl Supervisor<'_> {
             "reload failed: {reason}; generation {} keeps serving",
             self.generation
         );
+        self.last_reload = Err(reason.to_owned());
         crate::sd::ready(&self.status(&format!("last reload failed: {reason}")));
     }
 
@@ -726,6 +759,14 @@ impl Supervisor<'_> {
                 .filter_map(|w| w.status.as_ref())
                 .map(|s| PollFd::new(s.as_fd(), PollFlags::POLLIN)),
         );
+        if let Some(control) = &self.control {
+            polls.extend(
+                control
+                    .fds()
+                    .into_iter()
+                    .map(|fd| PollFd::new(fd, PollFlags::POLLIN)),
+            );
+        }
         let ms = PollTimeout::try_from(timeout.as_millis().min(60_000) as i32)
             .unwrap_or(PollTimeout::NONE);
         let _ = nix::poll::poll(&mut polls, ms);
@@ -1068,7 +1109,9 @@ impl Supervisor<'_> {
             self.sockets = next;
         }
         self.respawn.clear();
-        crate::sd::ready(&self.status(&format!("last reload ok ({took:?})")));
+        let status = self.status(&format!("last reload ok ({took:?})"));
+        crate::sd::ready(&status);
+        self.last_reload = Ok(status);
     }
 
     fn fail_reload(&mut self, reason: &str) {
@@ -1095,6 +1138,7 @@ impl Supervisor<'_> {
                 };
             }
         }
+        self.last_reload = Err(reason.to_owned());
         crate::sd::ready(&self.status(&format!("last reload failed: {reason}")));
     }
 
