@@ -1035,5 +1035,51 @@ fn a_hup_during_a_pending_reload_reloads_again_after_it() {
     serve.wait_for_new("reloading again after it");
     serve.wait_for_new("reload to generation 2 failed");
     serve.wait_for_new("reloaded: generation 1 -> 3");
+    // (Until it has seen its TERM, the old worker may still take a connection.)
+    serve.wait_for_new("of generation 1 stopped");
     assert_eq!(get(&serve.addr, "/"), "w: Hello world!\n");
+}
+
+#[test]
+fn a_burst_of_connections_is_spread_over_the_workers() {
+    let (_dir, ini) = deploy_dir(
+        "[app:main]\nuse = egg:serve#health\n[server:main]\nuse = egg:serve#http\nworkers = 4\n",
+    );
+    let serve = Running::start(&[ini.to_str().unwrap()]);
+    serve.wait_for("ready: generation 1, 4 workers");
+    // 40 connections at once, as a load generator opens them, each then kept open.
+    let mut streams: Vec<TcpStream> = (0..40)
+        .map(|_| TcpStream::connect(&serve.addr).unwrap())
+        .collect();
+    let mut per_pid: HashMap<String, usize> = HashMap::new();
+    for stream in &mut streams {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !answer.ends_with(b"}\n") {
+            let n = stream.read(&mut buf).unwrap();
+            assert!(n > 0, "connection closed");
+            answer.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&answer);
+        let pid = text
+            .split("\"pid\":")
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .next()
+            .unwrap();
+        *per_pid.entry(pid.to_owned()).or_default() += 1;
+    }
+    // Without spreading, the worker that wakes first takes nearly all of them.
+    let most = per_pid.values().max().copied().unwrap_or(0);
+    assert!(
+        per_pid.len() >= 3 && most <= 30,
+        "connections per worker: {per_pid:?}"
+    );
 }

@@ -34,6 +34,8 @@ pub struct Spawn<'a> {
     pub exe: &'a std::path::Path,
     /// The listeners, shared by every worker.
     pub listeners: &'a [&'a Bound],
+    /// The table of connection counts and this worker's slot in it.
+    pub balance: Option<(std::os::fd::BorrowedFd<'a>, usize)>,
     /// The plan, serialized once per generation.
     pub plan_json: &'a str,
     /// The generation.
@@ -89,6 +91,9 @@ pub fn spawn(spawn: &Spawn<'_>, number: usize) -> io::Result<Started> {
         .collect::<io::Result<_>>()?;
     sources.push(high_dup(theirs.as_raw_fd())?);
     sources.push(high_dup(plan.as_raw_fd())?);
+    if let Some((table, _)) = spawn.balance {
+        sources.push(high_dup(table.as_raw_fd())?);
+    }
     let raw_sources: Vec<RawFd> = sources.iter().map(AsRawFd::as_raw_fd).collect();
     let listeners = spawn.listeners.len();
     let kinds: Vec<&str> = spawn
@@ -115,6 +120,11 @@ pub fn spawn(spawn: &Spawn<'_>, number: usize) -> io::Result<Started> {
         .env("SERVE_PLAN_FD", (status_fd + 1).to_string())
         .env("SERVE_GENERATION", spawn.generation.to_string())
         .env("SERVE_WORKER", number.to_string());
+    if let Some((_, slot)) = spawn.balance {
+        command
+            .env("SERVE_BALANCE_FD", (status_fd + 2).to_string())
+            .env("SERVE_SLOT", slot.to_string());
+    }
     if let Some(threads) = spawn.threads {
         command.env("SERVE_THREADS", threads.to_string());
     }
@@ -176,6 +186,8 @@ pub struct Handed {
     pub threads: Option<usize>,
     /// Command-line overrides.
     pub graceful_timeout: Option<Duration>,
+    /// The table of connection counts and this worker's slot.
+    pub share: Option<(OwnedFd, usize)>,
 }
 
 fn var<T: std::str::FromStr>(name: &str) -> io::Result<T> {
@@ -229,6 +241,11 @@ pub fn take() -> io::Result<Handed> {
         threads: std::env::var("SERVE_THREADS")
             .ok()
             .and_then(|v| v.parse().ok()),
+        share: match (var::<RawFd>("SERVE_BALANCE_FD"), var::<usize>("SERVE_SLOT")) {
+            // SAFETY: the supervisor put the table's memfd at this fd for this process alone.
+            (Ok(fd), Ok(slot)) => Some((unsafe { OwnedFd::from_raw_fd(fd) }, slot)),
+            _ => None,
+        },
         graceful_timeout: std::env::var("SERVE_GRACEFUL_TIMEOUT_MS")
             .ok()
             .and_then(|v| v.parse().ok())

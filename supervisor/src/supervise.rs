@@ -63,6 +63,8 @@ struct Worker {
     recycle_at: Option<u64>,
     /// A replacement has been started for it.
     replaced: bool,
+    /// Its slot in the table of connection counts.
+    slot: Option<usize>,
 }
 
 impl Worker {
@@ -187,6 +189,8 @@ struct Supervisor<'a> {
     reload_at: Option<Instant>,
     /// A `HUP` that came while a reload was pending: another reload once it is done.
     hup_queued: bool,
+    /// The connection counts the workers share, to spread connections evenly.
+    balance: Option<worker::server::balance::Table>,
     /// `serve reload`'s socket, if it could be bound.
     control: Option<crate::control::Control>,
     /// How the last reload ended: the status line, or why it failed.
@@ -303,6 +307,13 @@ pub fn supervise(target: &Target, overrides: &Overrides, eggs: &Eggs) -> Result<
         watch: None,
         reload_at: None,
         hup_queued: false,
+        balance: match worker::server::balance::Table::create() {
+            Ok(table) => Some(table),
+            Err(e) => {
+                tracing::warn!("connections will not be spread over the workers: {e}");
+                None
+            }
+        },
         control: match crate::control::Control::bind() {
             Ok(control) => Some(control),
             Err(e) => {
@@ -401,8 +412,17 @@ impl Supervisor<'_> {
             }
             _ => (&self.sockets, &self.plan_json),
         };
+        let slot = self.balance.as_ref().and_then(|_| {
+            (0..worker::server::balance::SLOTS)
+                .find(|s| !self.workers.iter().any(|w| w.slot == Some(*s)))
+        });
         let spawn = Spawn {
             exe: &self.exe,
+            balance: self
+                .balance
+                .as_ref()
+                .zip(slot)
+                .map(|(table, slot)| (table.fd(), slot)),
             listeners: &sockets.bound(),
             plan_json,
             generation,
@@ -437,6 +457,7 @@ impl Supervisor<'_> {
             requests: 0,
             recycle_at,
             replaced: false,
+            slot,
         });
         Ok(())
     }
@@ -644,6 +665,7 @@ impl Supervisor<'_> {
                 requests: 0,
                 recycle_at: None,
                 replaced: false,
+                slot: None,
             });
         }
         let pids: Vec<String> = self.workers.iter().map(|w| w.pid.to_string()).collect();
@@ -831,6 +853,9 @@ impl Supervisor<'_> {
                 continue;
             };
             let w = self.workers.remove(i);
+            if let (Some(table), Some(slot)) = (&self.balance, w.slot) {
+                table.clear(slot);
+            }
             let retiring = matches!(w.state, State::Retiring { .. });
             let pending = self
                 .pending

@@ -90,7 +90,17 @@ async fn serve(
         return ExitCode::FAILURE;
     };
     let (mut from_supervisor, mut to_supervisor) = status.into_split();
-    let server = match Server::start(handed.listeners, app, &settings) {
+    let share =
+        handed.share.and_then(
+            |(fd, slot)| match worker::server::balance::Table::open(fd) {
+                Ok(table) => Some(worker::server::Share { table, slot }),
+                Err(e) => {
+                    tracing::warn!("no connection spreading: {e}");
+                    None
+                }
+            },
+        );
+    let server = match Server::start_sharing(handed.listeners, app, &settings, share) {
         Ok(server) => server,
         Err(e) => {
             let _ = to_supervisor

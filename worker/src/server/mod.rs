@@ -10,6 +10,7 @@
 //! is answered, not reset), then closes them, and waits for in-flight requests up to a
 //! deadline.
 
+pub mod balance;
 mod conn;
 pub mod listen;
 
@@ -56,6 +57,7 @@ pub struct DrainReport {
 #[derive(Debug)]
 pub struct Server {
     phase: watch::Sender<Phase>,
+    balancing: Option<Arc<Balancing>>,
     connections: TaskTracker,
     listeners: TaskTracker,
     requests: Arc<AtomicU64>,
@@ -71,9 +73,44 @@ pub(crate) struct Shared {
     idle_timeout: Duration,
 }
 
+/// This worker's place in the table of connection counts its siblings share.
+#[derive(Debug)]
+pub struct Share {
+    /// The table.
+    pub table: balance::Table,
+    /// This worker's slot.
+    pub slot: usize,
+}
+
+/// A [`Share`] and what the counts are read from.
+#[derive(Debug)]
+struct Balancing {
+    share: Share,
+    permits: Arc<Semaphore>,
+    max: usize,
+}
+
+impl Balancing {
+    fn publish(&self) {
+        let open = self.max.saturating_sub(self.permits.available_permits());
+        self.share.table.set(self.share.slot, open);
+    }
+}
+
 impl Server {
     /// Starts serving `app` on `listeners` (on the current tokio runtime).
     pub fn start(listeners: Vec<Bound>, app: App, settings: &ServerSettings) -> io::Result<Server> {
+        Server::start_sharing(listeners, app, settings, None)
+    }
+
+    /// [`Server::start`], taking part in the spreading of connections over the workers that
+    /// share `listeners` when given a [`Share`].
+    pub fn start_sharing(
+        listeners: Vec<Bound>,
+        app: App,
+        settings: &ServerSettings,
+        share: Option<Share>,
+    ) -> io::Result<Server> {
         let (phase, phase_rx) = watch::channel(Phase::Serving);
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
@@ -97,6 +134,15 @@ impl Server {
         let connections = TaskTracker::new();
         let accepting = TaskTracker::new();
         let permits = Arc::new(Semaphore::new(settings.max_connections));
+        let balancing = share.map(|share| {
+            let balancing = Arc::new(Balancing {
+                share,
+                permits: Arc::clone(&permits),
+                max: settings.max_connections,
+            });
+            balancing.publish();
+            balancing
+        });
         for bound in listeners {
             let listener = match bound {
                 Bound::Tcp(listener) => {
@@ -111,6 +157,7 @@ impl Server {
             accepting.spawn(accept_loop(
                 Arc::clone(&shared),
                 Arc::clone(&permits),
+                balancing.clone(),
                 connections.clone(),
                 listener,
             ));
@@ -118,6 +165,7 @@ impl Server {
         accepting.close();
         Ok(Server {
             phase,
+            balancing,
             connections,
             listeners: accepting,
             requests,
@@ -139,6 +187,9 @@ impl Server {
     ) -> impl std::future::Future<Output = DrainReport> {
         let give_up = tokio::time::Instant::now() + deadline;
         let _ = self.phase.send(Phase::Draining);
+        if let Some(b) = &self.balancing {
+            b.share.table.clear(b.share.slot);
+        }
         async move {
             self.listeners.wait().await;
             self.connections.close();
@@ -184,6 +235,7 @@ async fn accept(listener: &Listener) -> io::Result<Accepted> {
 async fn accept_loop(
     shared: Arc<Shared>,
     permits: Arc<Semaphore>,
+    balancing: Option<Arc<Balancing>>,
     connections: TaskTracker,
     listener: Listener,
 ) {
@@ -196,22 +248,42 @@ async fn accept_loop(
             },
             _ = reached(&mut phase, |p| p != Phase::Serving) => return,
         };
+        // Over its share: a sibling may take the next connection meanwhile.
+        if balancing
+            .as_ref()
+            .is_some_and(|b| b.share.table.over_share(b.share.slot))
+        {
+            tokio::select! {
+                () = tokio::time::sleep(balance::DEFER) => {}
+                _ = reached(&mut phase, |p| p != Phase::Serving) => return,
+            }
+        }
         let accepted = tokio::select! {
             accepted = accept(&listener) => accepted,
             _ = reached(&mut phase, |p| p != Phase::Serving) => return,
         };
         let shared = Arc::clone(&shared);
+        let ended = balancing.clone();
+        let end = move || {
+            drop(permit);
+            if let Some(b) = ended {
+                b.publish();
+            }
+        };
+        if let (Some(b), Ok(_)) = (&balancing, &accepted) {
+            b.publish();
+        }
         match accepted {
             Ok(Accepted::Tcp(stream, peer)) => {
                 connections.spawn(async move {
                     conn::serve_connection(shared, stream, Some(peer)).await;
-                    drop(permit);
+                    end();
                 });
             }
             Ok(Accepted::Unix(stream)) => {
                 connections.spawn(async move {
                     conn::serve_connection(shared, stream, None).await;
-                    drop(permit);
+                    end();
                 });
             }
             Err(e) => {
