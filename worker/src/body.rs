@@ -74,14 +74,19 @@ pub fn full(data: impl Into<Bytes>) -> Body {
 
 /// A body that yields `chunks` one frame at a time (each poll returns the next).
 pub fn chunks(chunks: impl IntoIterator<Item = Bytes>) -> Body {
-    Body::new(Chunks(chunks.into_iter().collect()))
+    frames(chunks.into_iter().map(|chunk| Ok(Frame::data(chunk))))
 }
 
-/// The body behind [`chunks`].
-#[derive(Debug)]
-struct Chunks(std::collections::VecDeque<Bytes>);
+/// A body that yields `frames` (data, trailers or an error) one at a time.
+pub fn frames(frames: impl IntoIterator<Item = Result<Frame<Bytes>, BoxError>>) -> Body {
+    Body::new(Frames(frames.into_iter().collect()))
+}
 
-impl http_body::Body for Chunks {
+/// The body behind [`frames`].
+#[derive(Debug)]
+struct Frames(std::collections::VecDeque<Result<Frame<Bytes>, BoxError>>);
+
+impl http_body::Body for Frames {
     type Data = Bytes;
     type Error = BoxError;
 
@@ -89,7 +94,7 @@ impl http_body::Body for Chunks {
         mut self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Poll::Ready(self.0.pop_front().map(|chunk| Ok(Frame::data(chunk))))
+        Poll::Ready(self.0.pop_front())
     }
 
     fn is_end_stream(&self) -> bool {
