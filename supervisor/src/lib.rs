@@ -43,6 +43,12 @@ pub use worker::{app, body, conf, identity, pipeline, settings};
 
 /// Runs the `serve` command line (from `std::env::args`) with `eggs`.
 pub fn main_with(eggs: Eggs) -> ExitCode {
+    // A worker (started by the supervisor as `serve worker`, everything else in its
+    // environment) skips the command-line parser: its code is never paged into the workers.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "worker") && std::env::args_os().len() == 2 {
+        init_logging();
+        return worker_main::run(&eggs);
+    }
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Check(check)) => check::run(&check, &eggs),
