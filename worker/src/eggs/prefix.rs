@@ -60,7 +60,7 @@ impl Prefix {
                 req.headers_mut().insert(header::HOST, value);
             }
             if let Some(addr) = take_first(req, "x-forwarded-for") {
-                req.extensions_mut().insert(RemoteAddr(addr));
+                req.extensions_mut().insert(RemoteAddr(addr.into()));
             }
             let scheme = req
                 .headers_mut()

@@ -35,7 +35,7 @@ struct Activity {
 }
 
 /// Serves one connection until it ends, the drain closes it, or it idles too long.
-pub(crate) async fn serve_connection<S>(shared: Arc<Shared>, stream: S, peer: Option<String>)
+pub(crate) async fn serve_connection<S>(shared: Arc<Shared>, stream: S, peer: Option<Arc<str>>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -56,11 +56,10 @@ where
                         .headers_mut()
                         .insert(header::CONNECTION, HeaderValue::from_static("close"));
                 }
-                Ok::<_, Infallible>(response.map(|body| {
-                    Body::new(Guarded {
-                        inner: body,
-                        _in_flight: guard,
-                    })
+                // hyper takes the guard itself as the body: no second box per response.
+                Ok::<_, Infallible>(response.map(|body| Guarded {
+                    inner: body,
+                    _in_flight: guard,
                 }))
             }
         })
@@ -93,7 +92,7 @@ async fn idle(activity: &Activity, timeout: std::time::Duration) {
 }
 
 /// The checks no app should have to make, then the app.
-async fn answer(shared: &Shared, req: Request<Incoming>, peer: Option<String>) -> Response<Body> {
+async fn answer(shared: &Shared, req: Request<Incoming>, peer: Option<Arc<str>>) -> Response<Body> {
     if req.version() == Version::HTTP_11 && !req.headers().contains_key(header::HOST) {
         return text(
             StatusCode::BAD_REQUEST,

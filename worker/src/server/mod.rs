@@ -31,7 +31,7 @@ use tokio_util::task::TaskTracker;
 /// The client's address as the app should see it (WSGI's `REMOTE_ADDR`); the server sets it
 /// from the peer, `PasteDeploy#prefix` from `X-Forwarded-For`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RemoteAddr(pub String);
+pub struct RemoteAddr(pub Arc<str>);
 
 /// Where the server is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,7 +216,7 @@ enum Listener {
 
 /// An accepted connection of either kind.
 enum Accepted {
-    Tcp(tokio::net::TcpStream, String),
+    Tcp(tokio::net::TcpStream, Arc<str>),
     Unix(tokio::net::UnixStream),
 }
 
@@ -225,7 +225,7 @@ async fn accept(listener: &Listener) -> io::Result<Accepted> {
         Listener::Tcp(l) => {
             let (stream, peer) = l.accept().await?;
             let _ = stream.set_nodelay(true);
-            Ok(Accepted::Tcp(stream, peer.ip().to_string()))
+            Ok(Accepted::Tcp(stream, Arc::from(peer.ip().to_string())))
         }
         Listener::Unix(l) => Ok(Accepted::Unix(l.accept().await?.0)),
     }

@@ -174,7 +174,7 @@ impl Pending {
             host: req
                 .extensions()
                 .get::<RemoteAddr>()
-                .map(|a| a.0.clone())
+                .map(|a| a.0.to_string())
                 .filter(|a| !a.is_empty())
                 .unwrap_or_else(|| "-".to_owned()),
             time: SystemTime::now(),

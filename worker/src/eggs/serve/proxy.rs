@@ -144,7 +144,7 @@ impl Upstream {
             let client = parts
                 .extensions
                 .get::<RemoteAddr>()
-                .map(|a| a.0.clone())
+                .map(|a| a.0.to_string())
                 .unwrap_or_default();
             let chain = match parts
                 .headers
