@@ -439,3 +439,49 @@ fn keepalive_zero_closes_after_each_response() {
     );
     assert!(closed_within(&mut stream, Duration::from_secs(5)));
 }
+
+#[test]
+fn a_worker_publishes_its_connections_until_it_drains() {
+    use worker::server::balance::Table;
+    use worker::server::Share;
+    let rt = runtime();
+    let (bound, addr) = listener();
+    let table = Table::create().unwrap();
+    let view = Table::open(table.fd().try_clone_to_owned().unwrap()).unwrap();
+    let share = Share { table, slot: 3 };
+    // Idle connections end after 300 ms.
+    let s = settings(|s| s.keepalive = Duration::from_millis(300));
+    let server = rt
+        .block_on(async { Server::start_sharing(bound, app(), &s, Some(share)) })
+        .unwrap();
+    assert_eq!(view.count(3), Some(0), "registered as accepting");
+    let mut first = connect(addr);
+    assert_eq!(get(&mut first, "/").1, "path=/\n");
+    let mut second = connect(addr);
+    assert_eq!(get(&mut second, "/").1, "path=/\n");
+    assert_eq!(view.count(3), Some(2));
+    let counted = |want: Option<u32>| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while view.count(3) != want {
+            assert!(
+                Instant::now() < deadline,
+                "count {:?}, not {want:?}",
+                view.count(3)
+            );
+            std::thread::yield_now();
+        }
+    };
+    // Both idle out; each end is counted off.
+    assert!(closed_within(&mut first, Duration::from_secs(5)));
+    assert!(closed_within(&mut second, Duration::from_secs(5)));
+    counted(Some(0));
+    // A connection that ends while the worker drains is not counted back in.
+    let mut third = connect(addr);
+    assert_eq!(get(&mut third, "/").1, "path=/\n");
+    counted(Some(1));
+    let drained = rt.spawn(server.drain(Duration::from_secs(5), Duration::from_secs(10)));
+    assert_eq!(view.count(3), None);
+    assert!(closed_within(&mut third, Duration::from_secs(5)));
+    assert_eq!(rt.block_on(drained).unwrap().abandoned, 0);
+    assert_eq!(view.count(3), None);
+}

@@ -94,6 +94,28 @@ impl Table {
         }
     }
 
+    /// One connection more (`opened`) or fewer in `slot`, unless the slot is empty (its worker
+    /// withdrew): a compare-and-swap, so that connections ending on several threads at once
+    /// never leave a stale count behind.
+    pub fn adjust(&self, slot: usize, opened: bool) {
+        let Some(s) = self.slots().get(slot) else {
+            return;
+        };
+        let _ = s.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |count| match count {
+            EMPTY => None,
+            count if opened => Some(count.saturating_add(1).min(EMPTY - 1)),
+            count => Some(count.saturating_sub(1)),
+        });
+    }
+
+    /// The connection count `slot` published; `None` if no accepting worker holds it.
+    pub fn count(&self, slot: usize) -> Option<u32> {
+        self.slots()
+            .get(slot)
+            .map(|s| s.load(Ordering::Relaxed))
+            .filter(|c| *c != EMPTY)
+    }
+
     /// `slot` no longer accepts (its worker drains, or is gone).
     pub fn clear(&self, slot: usize) {
         if let Some(s) = self.slots().get(slot) {

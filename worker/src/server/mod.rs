@@ -86,14 +86,17 @@ pub struct Share {
 #[derive(Debug)]
 struct Balancing {
     share: Share,
-    permits: Arc<Semaphore>,
-    max: usize,
 }
 
 impl Balancing {
-    fn publish(&self) {
-        let open = self.max.saturating_sub(self.permits.available_permits());
-        self.share.table.set(self.share.slot, open);
+    /// A connection opened (`true`) or ended; no effect once withdrawn.
+    fn count(&self, opened: bool) {
+        self.share.table.adjust(self.share.slot, opened);
+    }
+
+    /// The drain started: a worker that no longer accepts takes no part.
+    fn withdraw(&self) {
+        self.share.table.clear(self.share.slot);
     }
 }
 
@@ -135,13 +138,8 @@ impl Server {
         let accepting = TaskTracker::new();
         let permits = Arc::new(Semaphore::new(settings.max_connections));
         let balancing = share.map(|share| {
-            let balancing = Arc::new(Balancing {
-                share,
-                permits: Arc::clone(&permits),
-                max: settings.max_connections,
-            });
-            balancing.publish();
-            balancing
+            share.table.set(share.slot, 0);
+            Arc::new(Balancing { share })
         });
         for bound in listeners {
             let listener = match bound {
@@ -188,7 +186,7 @@ impl Server {
         let give_up = tokio::time::Instant::now() + deadline;
         let _ = self.phase.send(Phase::Draining);
         if let Some(b) = &self.balancing {
-            b.share.table.clear(b.share.slot);
+            b.withdraw();
         }
         async move {
             self.listeners.wait().await;
@@ -267,11 +265,11 @@ async fn accept_loop(
         let end = move || {
             drop(permit);
             if let Some(b) = ended {
-                b.publish();
+                b.count(false);
             }
         };
         if let (Some(b), Ok(_)) = (&balancing, &accepted) {
-            b.publish();
+            b.count(true);
         }
         match accepted {
             Ok(Accepted::Tcp(stream, peer)) => {
