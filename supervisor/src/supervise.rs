@@ -523,6 +523,10 @@ impl Supervisor<'_> {
                 tracing::info!("stopping now");
                 self.stop(Signal::SIGQUIT);
             }
+            // Before HUP: a HUP that came with it is handed to the new image (see `upgrade`).
+            if signals.take(SIGUSR2) {
+                self.upgrade(signals);
+            }
             let asked = self
                 .control
                 .as_mut()
@@ -549,9 +553,6 @@ impl Supervisor<'_> {
                 tracing::info!("a config file changed");
                 self.reload();
                 self.rewatch(signals);
-            }
-            if signals.take(SIGUSR2) {
-                self.upgrade();
             }
             if signals.take(SIGUSR1) {
                 for w in &self.workers {
@@ -601,7 +602,7 @@ impl Supervisor<'_> {
     }
 
     /// USR2: re-exec the binary on disk in place; returns only if that failed.
-    fn upgrade(&mut self) {
+    fn upgrade(&mut self, signals: &Signals) {
         if self.pending.is_some() || self.stopping.is_some() {
             tracing::warn!("SIGUSR2: ignored while a reload or a stop is in progress");
             return;
@@ -623,7 +624,10 @@ impl Supervisor<'_> {
                 .collect(),
         };
         tracing::info!("SIGUSR2: re-executing {} in place", self.exe.display());
-        let error = crate::upgrade::exec(&self.exe, &state);
+        // A HUP not yet taken would die with this image: it is raised again, pending across
+        // exec, for the new one.
+        let reraise = signals.pending(SIGHUP);
+        let error = crate::upgrade::exec(&self.exe, &state, reraise);
         tracing::error!("upgrade failed: {error}; this supervisor keeps running");
     }
 

@@ -123,7 +123,8 @@ fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
 }
 
 /// Re-execs `exe` with this process's arguments and `state`; returns only if that failed.
-pub fn exec(exe: &Path, state: &State) -> io::Error {
+/// With `reraise_hup`, a HUP is left pending (blocked) across exec for the new image.
+pub fn exec(exe: &Path, state: &State, reraise_hup: bool) -> io::Error {
     match Command::new(exe)
         .arg("--version")
         .stdout(std::process::Stdio::null())
@@ -159,6 +160,9 @@ pub fn exec(exe: &Path, state: &State) -> io::Error {
         Some(&blocked),
         None,
     );
+    if reraise_hup {
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGHUP);
+    }
     let mut args = std::env::args_os();
     let mut command = Command::new(exe);
     if let Some(name) = args.next() {
