@@ -124,7 +124,7 @@ impl Table {
     }
 
     /// Whether the worker in `slot` holds clearly more than its share of the connections of
-    /// all accepting workers: more than the average plus a quarter of it, and at least 2 more.
+    /// all accepting workers: more than the average plus an eighth of it, and at least 2 more.
     pub fn over_share(&self, slot: usize) -> bool {
         let Some(mine) = self.slots().get(slot).map(|s| s.load(Ordering::Relaxed)) else {
             return false;
@@ -141,7 +141,7 @@ impl Table {
             }
         }
         let average = total / workers.max(1);
-        u64::from(mine) > average + (average / 4).max(2)
+        u64::from(mine) > average + (average / 8).max(2)
     }
 }
 
