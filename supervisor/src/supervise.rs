@@ -63,6 +63,8 @@ struct Worker {
     recycle_at: Option<u64>,
     /// A replacement has been started for it.
     replaced: bool,
+    /// It said `retiring`: it accepts no more connections.
+    stopped_accepting: bool,
     /// Its slot in the table of connection counts.
     slot: Option<usize>,
 }
@@ -193,6 +195,9 @@ struct Supervisor<'a> {
     balance: Option<worker::server::balance::Table>,
     /// `serve reload`'s socket, if it could be bound.
     control: Option<crate::control::Control>,
+    /// A reload whose new generation serves, announced (`READY=1`, `serve reload`'s answer)
+    /// once no older worker accepts: the status line.
+    announce: Option<String>,
     /// How the last reload ended: the status line, or why it failed.
     last_reload: Result<String, String>,
     /// The config files the plan was read from.
@@ -321,6 +326,7 @@ pub fn supervise(target: &Target, overrides: &Overrides, eggs: &Eggs) -> Result<
                 None
             }
         },
+        announce: None,
         last_reload: Ok("no reload yet".to_owned()),
         files: plan.files.clone(),
         credentials: credentials(overrides)?,
@@ -457,6 +463,7 @@ impl Supervisor<'_> {
             requests: 0,
             recycle_at,
             replaced: false,
+            stopped_accepting: false,
             slot,
         });
         Ok(())
@@ -532,7 +539,7 @@ impl Supervisor<'_> {
                 .as_mut()
                 .map_or(0, crate::control::Control::take_requests);
             if signals.take(SIGHUP) || asked > 0 {
-                if self.pending.is_some() {
+                if self.reloading() {
                     // It may bring a config newer than the pending reload read.
                     tracing::info!("SIGHUP: a reload is in progress; reloading again after it");
                     self.hup_queued = true;
@@ -548,7 +555,7 @@ impl Supervisor<'_> {
             {
                 self.reload_at = Some(Instant::now() + crate::watch::DEBOUNCE);
             }
-            if self.reload_at.is_some_and(|at| Instant::now() >= at) && self.pending.is_none() {
+            if self.reload_at.is_some_and(|at| Instant::now() >= at) && !self.reloading() {
                 self.reload_at = None;
                 tracing::info!("a config file changed");
                 self.reload();
@@ -584,13 +591,14 @@ impl Supervisor<'_> {
                 continue;
             }
             self.advance_reload();
-            if self.hup_queued && self.pending.is_none() {
+            self.announce_when_switched();
+            if self.hup_queued && !self.reloading() {
                 self.hup_queued = false;
                 self.reload();
                 self.rewatch(signals);
             }
             // Once every reload asked for (a HUP not yet taken included) has ended.
-            if self.pending.is_none() && !self.hup_queued && !signals.pending(SIGHUP) {
+            if !self.reloading() && !self.hup_queued && !signals.pending(SIGHUP) {
                 if let Some(control) = self.control.as_mut().filter(|c| c.waiting()) {
                     control.answer(&self.last_reload);
                 }
@@ -669,6 +677,7 @@ impl Supervisor<'_> {
                 requests: 0,
                 recycle_at: None,
                 replaced: false,
+                stopped_accepting: w.retiring,
                 slot: None,
             });
         }
@@ -840,7 +849,9 @@ impl Supervisor<'_> {
                 } else if let Some(reason) = line.strip_prefix("failed ") {
                     w.failure = Some(reason.to_owned());
                 } else if line == "retiring" {
-                    // The worker is draining (it was told to, or it is being recycled).
+                    // The worker stopped accepting and drains (it was told to, or it is being
+                    // recycled).
+                    w.stopped_accepting = true;
                 }
             }
         }
@@ -1008,7 +1019,7 @@ impl Supervisor<'_> {
 
     /// SIGHUP: validate the new config, then start its generation beside the serving one.
     fn reload(&mut self) {
-        if self.pending.is_some() {
+        if self.reloading() {
             tracing::warn!("SIGHUP: a reload is already in progress");
             return;
         }
@@ -1139,8 +1150,30 @@ impl Supervisor<'_> {
         }
         self.respawn.clear();
         let status = self.status(&format!("last reload ok ({took:?})"));
-        crate::sd::ready(&status);
-        self.last_reload = Ok(status);
+        self.announce = Some(status);
+    }
+
+    /// Whether a reload is under way: its generation is starting, or it serves and the older
+    /// workers have not all stopped accepting yet.
+    fn reloading(&self) -> bool {
+        self.pending.is_some() || self.announce.is_some()
+    }
+
+    /// Announces a reload once every older worker has stopped accepting (or is gone), so that
+    /// whoever waits for it (systemd, `serve reload`) is answered by the new config only.
+    fn announce_when_switched(&mut self) {
+        if self.announce.is_none()
+            || self
+                .workers
+                .iter()
+                .any(|w| w.generation < self.generation && !w.stopped_accepting)
+        {
+            return;
+        }
+        if let Some(status) = self.announce.take() {
+            crate::sd::ready(&status);
+            self.last_reload = Ok(status);
+        }
     }
 
     fn fail_reload(&mut self, reason: &str) {

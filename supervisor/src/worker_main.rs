@@ -140,6 +140,9 @@ async fn serve(
             }
         }
     }
+    // Only once no connection more is accepted: the supervisor announces a reload when every
+    // older worker has said so.
+    server.stop_accepting().await;
     let _ = to_supervisor.write_all(b"retiring\n").await;
     let report = tokio::select! {
         report = server.drain(LINGER, settings.graceful_timeout) => report,

@@ -175,6 +175,17 @@ impl Server {
         self.requests.load(Ordering::Relaxed)
     }
 
+    /// Stops accepting; returns once no listener of this server will accept another
+    /// connection. [`Server::drain`] does this too; a worker calls it first so that it can
+    /// tell its supervisor that it no longer accepts.
+    pub async fn stop_accepting(&self) {
+        let _ = self.phase.send(Phase::Draining);
+        if let Some(b) = &self.balancing {
+            b.withdraw();
+        }
+        self.listeners.wait().await;
+    }
+
     /// Stops accepting at once, lets in-flight requests finish and keep-alive connections
     /// close after their next response; after `linger`, closes idle connections. The returned
     /// future ends when every connection is gone or `deadline` (from now) has passed.
@@ -257,8 +268,10 @@ async fn accept_loop(
             }
         }
         let accepted = tokio::select! {
-            accepted = accept(&listener) => accepted,
+            // The drain first: once it started, no connection more is taken.
+            biased;
             _ = reached(&mut phase, |p| p != Phase::Serving) => return,
+            accepted = accept(&listener) => accepted,
         };
         let shared = Arc::clone(&shared);
         let ended = balancing.clone();
