@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use support::{example, Running};
+use support::{example, free_port, get, next_notification, notify_socket, pids, write, Running};
 
 /// One HTTP/1.1 response: status, lower-cased headers, body.
 struct Reply {
@@ -213,17 +213,6 @@ fn versioned(tag: &str, workers: usize, extra: &str) -> String {
     )
 }
 
-fn write(path: &Path, text: &str) {
-    // As an editor saves: a new file renamed over the old one.
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
-fn get(addr: &str, path: &str) -> String {
-    support::body(&support::request(addr, path))
-}
-
 fn deploy_dir(text: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let ini = dir.path().join("deploy.ini");
@@ -343,13 +332,6 @@ fn broken_reloads_keep_the_old_generation_serving() {
         "{:?}",
         &tally.failures[..tally.failures.len().min(10)]
     );
-}
-
-fn pids(line: &str) -> Vec<i32> {
-    let list = line.rsplit("pids ").next().unwrap().trim_end_matches(')');
-    list.split_whitespace()
-        .map(|p| p.parse().unwrap())
-        .collect()
 }
 
 fn alive(pid: i32) -> bool {
@@ -737,11 +719,7 @@ fn ttin_and_ttou_add_and_remove_a_worker() {
 
 #[test]
 fn a_reload_binds_new_addresses_and_closes_dropped_ones() {
-    let free = || {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
-    let (a, b) = (free(), free());
+    let (a, b) = (free_port(), free_port());
     let with_listen = |ports: &[u16]| {
         let listen: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         versioned("v", 1, "").replace(
@@ -871,33 +849,12 @@ fn block_a_worker(addr: &str) -> JoinHandle<()> {
     })
 }
 
-/// A stand-in for systemd's notify socket.
-fn notify_socket(path: &Path) -> std::os::unix::net::UnixDatagram {
-    let socket = std::os::unix::net::UnixDatagram::bind(path).unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    socket
-}
-
-/// The next notification, within 30 seconds.
-fn next_notification(socket: &std::os::unix::net::UnixDatagram) -> String {
-    let mut buf = vec![0u8; 4096];
-    loop {
-        match socket.recv(&mut buf) {
-            Ok(n) => return String::from_utf8_lossy(&buf[..n]).into_owned(),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => panic!("no notification within 30 s: {e} ({:?})", e.kind()),
-        }
-    }
-}
-
 #[test]
 fn the_service_manager_hears_ready_reloading_and_stopping() {
     let (dir, ini) = deploy_dir(&versioned("v", 2, ""));
     let socket_path = dir.path().join("notify.sock");
     let socket = notify_socket(&socket_path);
-    let next = || next_notification(&socket);
+    let next = || next_notification(&socket).0;
     let mut serve = Running::start_with_env(
         &example("fault_eggs"),
         &[ini.to_str().unwrap()],
@@ -979,7 +936,7 @@ fn the_watchdog_is_fed_only_while_workers_heartbeat() {
     let (dir, ini) = deploy_dir(&ini_text);
     let socket_path = dir.path().join("notify.sock");
     let socket = notify_socket(&socket_path);
-    let next = || next_notification(&socket);
+    let next = || next_notification(&socket).0;
     let serve = Running::start_with_env(
         &example("fault_eggs"),
         &["--timeout", "3", ini.to_str().unwrap()],

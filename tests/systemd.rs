@@ -6,50 +6,25 @@
 
 mod support;
 
-use sendfd::RecvWithFd;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::net::UnixDatagram;
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-use support::{example, Running};
+use support::{
+    example, free_port, get, next_notification, notification_starting, notify_socket, pids, write,
+    Running,
+};
 
 const SOCKET_ACTIVATE: &str = "/usr/bin/systemd-socket-activate";
-
-/// A port the kernel says is free now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn get(addr: &str, path: &str) -> String {
-    support::body(&support::request(addr, path))
-}
-
-fn write(path: &Path, text: &str) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
 
 fn config(listen: &str, extra: &str) -> String {
     format!(
         "[app:main]\nuse = egg:minimal\n{extra}\n\
          [server:main]\nuse = egg:serve#http\nworkers = 2\n{listen}\n"
     )
-}
-
-fn pids(line: &str) -> Vec<i32> {
-    let list = line.rsplit("pids ").next().unwrap().trim_end_matches(')');
-    list.split_whitespace()
-        .map(|p| p.parse().unwrap())
-        .collect()
 }
 
 /// The names of a process's environment variables.
@@ -65,46 +40,6 @@ fn has_listen_vars(pid: i32) -> bool {
     environ(pid)
         .iter()
         .any(|k| ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"].contains(&k.as_str()))
-}
-
-/// A stand-in for systemd's notify socket.
-fn notify_socket(path: &Path) -> UnixDatagram {
-    let socket = UnixDatagram::bind(path).unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    socket
-}
-
-/// The next notification and the fds that came with it, within 30 seconds.
-fn next_notification(socket: &UnixDatagram) -> (String, Vec<OwnedFd>) {
-    let mut buf = vec![0u8; 4096];
-    let mut fds = [0; 8];
-    loop {
-        match socket.recv_with_fd(&mut buf, &mut fds) {
-            Ok((n, nfds)) => {
-                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-                // SAFETY: the kernel just installed these fds in this process for us.
-                let owned = fds[..nfds]
-                    .iter()
-                    .map(|fd| unsafe { OwnedFd::from_raw_fd(*fd) })
-                    .collect();
-                return (text, owned);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => panic!("no notification within 30 s: {e} ({:?})", e.kind()),
-        }
-    }
-}
-
-/// The next notification that starts with `start`, skipping others.
-fn notification_starting(socket: &UnixDatagram, start: &str) -> (String, Vec<OwnedFd>) {
-    loop {
-        let (text, fds) = next_notification(socket);
-        if text.starts_with(start) {
-            return (text, fds);
-        }
-    }
 }
 
 #[test]

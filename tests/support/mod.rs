@@ -270,3 +270,80 @@ pub fn dechunk(mut data: &[u8]) -> Vec<u8> {
         data = &data[size + 2..];
     }
 }
+
+/// A port the kernel says is free now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The body of `GET path` on a new connection.
+pub fn get(addr: &str, path: &str) -> String {
+    body(&request(addr, path))
+}
+
+/// Saves `text` as an editor does: a new file renamed over the old one (readers never see
+/// half a file).
+pub fn write(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// The PIDs a log line lists after `pids ` (`ready: ... (pids 12 13)`).
+pub fn pids(line: &str) -> Vec<i32> {
+    let list = line.rsplit("pids ").next().unwrap().trim_end_matches(')');
+    list.split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect()
+}
+
+/// A stand-in for systemd's notify socket.
+pub fn notify_socket(path: &Path) -> std::os::unix::net::UnixDatagram {
+    let socket = std::os::unix::net::UnixDatagram::bind(path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    socket
+}
+
+/// The next notification and the fds that came with it (`FDSTORE=1`), within 30 seconds.
+pub fn next_notification(
+    socket: &std::os::unix::net::UnixDatagram,
+) -> (String, Vec<std::os::fd::OwnedFd>) {
+    use sendfd::RecvWithFd;
+    use std::os::fd::FromRawFd;
+    let mut buf = vec![0u8; 4096];
+    let mut fds = [0; 8];
+    loop {
+        match socket.recv_with_fd(&mut buf, &mut fds) {
+            Ok((n, nfds)) => {
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                // SAFETY: the kernel just installed these fds in this process for us.
+                let owned = fds[..nfds]
+                    .iter()
+                    .map(|fd| unsafe { std::os::fd::OwnedFd::from_raw_fd(*fd) })
+                    .collect();
+                return (text, owned);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => panic!("no notification within 30 s: {e} ({:?})", e.kind()),
+        }
+    }
+}
+
+/// The next notification that starts with `start`, skipping others.
+pub fn notification_starting(
+    socket: &std::os::unix::net::UnixDatagram,
+    start: &str,
+) -> (String, Vec<std::os::fd::OwnedFd>) {
+    loop {
+        let (text, fds) = next_notification(socket);
+        if text.starts_with(start) {
+            return (text, fds);
+        }
+    }
+}
