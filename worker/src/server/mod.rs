@@ -57,7 +57,7 @@ pub struct DrainReport {
 #[derive(Debug)]
 pub struct Server {
     phase: watch::Sender<Phase>,
-    balancing: Option<Arc<Balancing>>,
+    balancing: Option<Arc<Share>>,
     connections: TaskTracker,
     listeners: TaskTracker,
     requests: Arc<AtomicU64>,
@@ -82,21 +82,20 @@ pub struct Share {
     pub slot: usize,
 }
 
-/// A [`Share`] and what the counts are read from.
-#[derive(Debug)]
-struct Balancing {
-    share: Share,
-}
-
-impl Balancing {
+impl Share {
     /// A connection opened (`true`) or ended; no effect once withdrawn.
     fn count(&self, opened: bool) {
-        self.share.table.adjust(self.share.slot, opened);
+        self.table.adjust(self.slot, opened);
     }
 
     /// The drain started: a worker that no longer accepts takes no part.
     fn withdraw(&self) {
-        self.share.table.clear(self.share.slot);
+        self.table.clear(self.slot);
+    }
+
+    /// Whether this worker should let a sibling take the next connection.
+    fn over_share(&self) -> bool {
+        self.table.over_share(self.slot)
     }
 }
 
@@ -139,7 +138,7 @@ impl Server {
         let permits = Arc::new(Semaphore::new(settings.max_connections));
         let balancing = share.map(|share| {
             share.table.set(share.slot, 0);
-            Arc::new(Balancing { share })
+            Arc::new(share)
         });
         for bound in listeners {
             let listener = match bound {
@@ -244,7 +243,7 @@ async fn accept(listener: &Listener) -> io::Result<Accepted> {
 async fn accept_loop(
     shared: Arc<Shared>,
     permits: Arc<Semaphore>,
-    balancing: Option<Arc<Balancing>>,
+    balancing: Option<Arc<Share>>,
     connections: TaskTracker,
     listener: Listener,
 ) {
@@ -258,10 +257,7 @@ async fn accept_loop(
             _ = reached(&mut phase, |p| p != Phase::Serving) => return,
         };
         // Over its share: a sibling may take the next connection meanwhile.
-        if balancing
-            .as_ref()
-            .is_some_and(|b| b.share.table.over_share(b.share.slot))
-        {
+        if balancing.as_ref().is_some_and(|b| b.over_share()) {
             tokio::select! {
                 () = tokio::time::sleep(balance::DEFER) => {}
                 _ = reached(&mut phase, |p| p != Phase::Serving) => return,
