@@ -8,6 +8,10 @@
 # `wrk -t1 -c50`; reads utime and stime from /proc/PID/stat before and after.
 set -euo pipefail
 name=$1 pid=$2 port=$3
+if ! command -v wrk >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk
+fi
 tick=$(getconf CLK_TCK)
 wrk -t1 -c50 -d1s "http://127.0.0.1:$port/" >/dev/null
 read -r u0 s0 < <(awk '{ print $14, $15 }' "/proc/$pid/stat")
