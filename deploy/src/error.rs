@@ -151,8 +151,13 @@ pub enum LoadErrorKind {
     #[error("`get {local}` reads global '{name}', which is not set (define it in [DEFAULT], with `set {name} = ...`, or on the command line as {name}=VALUE)")]
     GetUnknown { local: String, name: String },
     /// An `egg:` or `require` naming a distribution nobody registered.
-    #[error("No package metadata was found for {name} (known distributions: {})", known.join(", "))]
-    NoDistribution { name: String, known: Vec<String> },
+    #[error("No package metadata was found for {name} (known distributions: {}){}", known.join(", "), notes.iter().map(|n| format!("; {n}")).collect::<String>())]
+    NoDistribution {
+        name: String,
+        known: Vec<String>,
+        /// Why a source of eggs could not be read (a Python environment that failed to start).
+        notes: Vec<String>,
+    },
     /// An egg without the entry point.
     #[error("Entry point '{name}' not found in egg '{dist}' (protocols: {}; entry_points: {})", protocols.join(", "), available.join(", "))]
     EntryPointNotFound {
@@ -172,10 +177,12 @@ pub enum LoadErrorKind {
     #[error("Configuration not in format module:function: '{0}'")]
     CallFormat(String),
     /// A `call:` target or `paste.*_factory = module:attr` that no egg provides.
-    #[error("no factory '{target}' is registered as a {protocol} (factories named module:attr are the built-in eggs' Python names; Python code itself is not loaded by this build)")]
+    #[error("no factory '{target}' is registered as a {protocol}: it is no built-in egg's Python name{}", if notes.is_empty() { ", and this build loads no Python code (build serve with the `python` feature)".to_owned() } else { notes.iter().map(|n| format!("; {n}")).collect::<String>() })]
     UnknownSymbol {
         target: String,
         protocol: &'static str,
+        /// What the Python environment said, when one was asked.
+        notes: Vec<String>,
     },
     /// A chain of references that leads back to itself.
     #[error("reference cycle: {}", chain.join(" -> "))]
@@ -189,6 +196,15 @@ pub enum LoadErrorKind {
         section: String,
         egg: String,
         message: String,
+    },
+    /// A Rust app or filter placed under a Python filter or composite.
+    #[error("[{inner}] ({inner_egg}) is Rust code and cannot run inside the Python {outer_kind} [{outer}] ({outer_egg}): Python filters and composites can only wrap Python apps; put the Rust filters outside (before) the Python ones in the pipeline")]
+    RustInsidePython {
+        outer: String,
+        outer_kind: &'static str,
+        outer_egg: String,
+        inner: String,
+        inner_egg: String,
     },
     /// A `VAR=VALUE` argument without `=`.
     #[error("Variable assignment '{0}' invalid (no \"=\")")]

@@ -22,4 +22,4 @@ pub use error::{LoadError, LoadErrorKind};
 pub use load::{load, Request};
 pub use location::Location;
 pub use plan::{Conf, Node, Plan};
-pub use registry::{ObjectType, Protocol, Registry};
+pub use registry::{ObjectType, Protocol, Registry, Runtime};

@@ -6,7 +6,7 @@
 //! `serve check --json`, handed from the supervisor to a worker, and compared between reloads.
 
 use crate::location::Location;
-use crate::registry::Protocol;
+use crate::registry::{Protocol, Runtime};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -61,6 +61,9 @@ pub struct Factory {
     pub global_conf: Conf,
     /// The keyword arguments.
     pub local_conf: Conf,
+    /// What runs it: left out for Rust, `"python"` for a Python factory.
+    #[serde(default, skip_serializing_if = "Runtime::is_rust")]
+    pub runtime: Runtime,
     /// The Python-style `module:attr` the file named it by, for `call:` and `paste.*_factory`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub call: Option<String>,
@@ -106,6 +109,50 @@ pub enum Node {
 }
 
 impl Node {
+    /// The first Rust factory that sits under a Python filter or composite, with that Python
+    /// factory: Python code is handed Python apps only (a Rust app inside a Python filter
+    /// would need a Rust service wrapped as a WSGI callable, which does not exist).
+    pub fn rust_under_python(&self) -> Option<(&Factory, &Factory)> {
+        let (factory, below): (&Factory, Vec<&Node>) = match self {
+            Node::App(_) => return None,
+            Node::Filter { factory, app } => (factory, vec![app.as_ref()]),
+            Node::Composite { factory, apps } => (factory, apps.values().collect()),
+        };
+        if factory.runtime == Runtime::Python {
+            if let Some(rust) = below.iter().find_map(|node| node.first_rust()) {
+                return Some((factory, rust));
+            }
+        }
+        below.into_iter().find_map(Node::rust_under_python)
+    }
+
+    /// The first factory in this subtree that is Rust code, outermost first.
+    fn first_rust(&self) -> Option<&Factory> {
+        if self.factory().runtime == Runtime::Rust {
+            return Some(self.factory());
+        }
+        match self {
+            Node::App(_) => None,
+            Node::Filter { app, .. } => app.first_rust(),
+            Node::Composite { apps, .. } => apps.values().find_map(Node::first_rust),
+        }
+    }
+
+    /// Whether this node and everything under it is Python code.
+    pub fn is_all_python(&self) -> bool {
+        self.first_rust().is_none()
+    }
+
+    /// Whether any factory in this subtree is Python code.
+    pub fn has_python(&self) -> bool {
+        self.factory().runtime == Runtime::Python
+            || match self {
+                Node::App(_) => false,
+                Node::Filter { app, .. } => app.has_python(),
+                Node::Composite { apps, .. } => apps.values().any(Node::has_python),
+            }
+    }
+
     /// The factory of this node.
     pub fn factory(&self) -> &Factory {
         match self {
@@ -152,4 +199,8 @@ pub struct Plan {
     /// Every config file the load read, absolute: the files to watch for a reload.
     #[serde(default)]
     pub files: Vec<PathBuf>,
+    /// The interpreter of the Python environment the plan's Python eggs come from, when it
+    /// has any (the loader leaves it empty; whoever reads the environment fills it in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python: Option<PathBuf>,
 }

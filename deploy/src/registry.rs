@@ -181,6 +181,24 @@ impl fmt::Display for ObjectType {
     }
 }
 
+/// What runs a factory's code: the worker itself, or the Python interpreter it embeds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Runtime {
+    /// Rust code built into `serve` (or into a program that embeds it).
+    #[default]
+    Rust,
+    /// A Python factory, found in a Python environment's entry points or modules.
+    Python,
+}
+
+impl Runtime {
+    /// Whether this is the default, Rust (plans leave it out).
+    pub fn is_rust(&self) -> bool {
+        *self == Runtime::Rust
+    }
+}
+
 /// Given a composite's `local_conf` and `global_conf`, the names (sections or URIs) of the apps
 /// its factory will ask its loader for, or why its keys are wrong.
 pub type ChildFinder = fn(local: &Conf, global: &Conf) -> Result<Vec<String>, String>;
@@ -196,11 +214,17 @@ pub struct EntryPoint {
     pub name: String,
     /// For composites: which apps the factory loads.
     pub children: Option<ChildFinder>,
+    /// What runs the factory.
+    pub runtime: Runtime,
 }
 
 impl fmt::Debug for EntryPoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}#{} ({})", self.dist, self.name, self.protocol)
+        write!(f, "{}#{} ({})", self.dist, self.name, self.protocol)?;
+        if self.runtime == Runtime::Python {
+            f.write_str(" [python]")?;
+        }
+        Ok(())
     }
 }
 
@@ -216,6 +240,20 @@ pub trait EggSource: Send + Sync + fmt::Debug {
     fn entry_point_names(&self, dist: &str, protocol: Protocol) -> Vec<String>;
     /// The factory a Python-style `module:attr` reference names, called as `protocol`.
     fn symbol(&self, target: &str, protocol: Protocol) -> Option<EntryPoint>;
+    /// What a user should know when a name was not found here: why the source could not be
+    /// read, or what it holds besides entry points (for messages).
+    fn note(&self, _about: Lookup<'_>) -> Option<String> {
+        None
+    }
+}
+
+/// What was looked up and not found, for [`EggSource::note`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup<'a> {
+    /// A distribution.
+    Distribution(&'a str),
+    /// A `module:attr` factory.
+    Symbol(&'a str),
 }
 
 /// An in-memory [`EggSource`], filled with [`EggTable::register`].
@@ -251,6 +289,7 @@ impl EggTable {
             protocol,
             name: name.to_owned(),
             children,
+            runtime: Runtime::Rust,
         });
         self
     }
@@ -361,6 +400,22 @@ impl Registry {
         self.sources
             .iter()
             .find_map(|s| s.distribution(name).map(|d| (s.as_ref(), d)))
+    }
+
+    /// Every source that has `name`, in order, with its spelling of it; a source is asked only
+    /// when the iteration reaches it.
+    pub fn distribution_sources<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> impl Iterator<Item = (&'a dyn EggSource, String)> + 'a {
+        self.sources
+            .iter()
+            .filter_map(move |s| s.distribution(name).map(|d| (s.as_ref(), d)))
+    }
+
+    /// What the sources have to say about a name none of them has.
+    pub fn notes_about(&self, about: Lookup<'_>) -> Vec<String> {
+        self.sources.iter().filter_map(|s| s.note(about)).collect()
     }
 
     /// Every known distribution.

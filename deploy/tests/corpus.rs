@@ -9,7 +9,7 @@
 mod common;
 
 use deploy::plan::Conf;
-use deploy::registry::{EggSource, EntryPoint, Protocol, Registry};
+use deploy::registry::{EggSource, EntryPoint, Protocol, Registry, Runtime};
 use deploy::{load, Node, Request};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,6 +35,7 @@ impl EggSource for AnyPythonPackage {
             protocol,
             name: name.to_owned(),
             children: None,
+            runtime: Runtime::Python,
         })
     }
     fn entry_point_names(&self, _dist: &str, _protocol: Protocol) -> Vec<String> {
@@ -47,6 +48,7 @@ impl EggSource for AnyPythonPackage {
             protocol,
             name: target.to_owned(),
             children: (urlmap && protocol.is_composite()).then_some(common::urlmap_children as _),
+            runtime: Runtime::Python,
         })
     }
 }

@@ -13,7 +13,8 @@ pub fn run(check: &Check, eggs: &Eggs) -> ExitCode {
     if configs.is_empty() {
         return crate::report("You must give a config file (serve check [OPTIONS] CONFIG_URI...; see serve check --help)");
     }
-    let registry = eggs.registry();
+    let (registry, python) = crate::python::registry(eggs, check.python.as_deref());
+    let eggs = &crate::python::for_checking(eggs);
     let several = configs.len() > 1;
     let mut status = ExitCode::SUCCESS;
     for config_uri in configs {
@@ -25,7 +26,8 @@ pub fn run(check: &Check, eggs: &Eggs) -> ExitCode {
         };
         let checked = load(&registry, &request)
             .map_err(|e| e.to_string())
-            .and_then(|plan| {
+            .and_then(|mut plan| {
+                python.stamp(&mut plan);
                 // Build what a worker would build, so bad egg settings fail here too (like nginx -t).
                 worker::pipeline::build(&plan.app, eggs).map_err(|e| e.to_string())?;
                 worker::pipeline::build_server(plan.server.as_ref(), eggs)
@@ -51,6 +53,7 @@ pub fn run(check: &Check, eggs: &Eggs) -> ExitCode {
 /// as a worker would (`--check-config`).
 pub fn validate(target: &crate::cli::Target, eggs: &Eggs) -> Result<Plan, String> {
     let plan = crate::resolve(target, eggs)?;
+    let eggs = &crate::python::for_checking(eggs);
     worker::pipeline::build(&plan.app, eggs).map_err(|e| e.to_string())?;
     worker::pipeline::build_server(plan.server.as_ref(), eggs).map_err(|e| e.to_string())?;
     Ok(plan)

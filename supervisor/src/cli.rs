@@ -112,6 +112,11 @@ pub struct Target {
     /// The [server:NAME] section to use (default `main`; none at all is fine).
     #[arg(long = "server-name", value_name = "NAME")]
     pub server_name: Option<String>,
+    /// The Python environment of the file's Python eggs: a virtualenv folder or an
+    /// interpreter (default: $VIRTUAL_ENV, else python3 on PATH). Needs a serve built with
+    /// the `python` feature.
+    #[arg(long, value_name = "PATH")]
+    pub python: Option<std::path::PathBuf>,
     /// The deployment file: PATH[#APP][?KEY=VALUE...], config:PATH or egg:DIST#NAME.
     #[arg(value_name = "CONFIG_URI")]
     pub config_uri: Option<String>,
@@ -133,6 +138,10 @@ pub struct Check {
     /// The [server:NAME] section to use (default `main`; none at all is fine).
     #[arg(long = "server-name", value_name = "NAME")]
     pub server_name: Option<String>,
+    /// The Python environment of the files' Python eggs: a virtualenv folder or an
+    /// interpreter (default: $VIRTUAL_ENV, else python3 on PATH).
+    #[arg(long, value_name = "PATH")]
+    pub python: Option<std::path::PathBuf>,
     /// Deployment files to check (PATH[#APP][?KEY=VALUE...], config:PATH or egg:DIST#NAME),
     /// then VAR=VALUE variables that apply to all of them. An argument is a variable when it
     /// has `=` and no `/`, `#`, `?` or `:` before it.

@@ -40,6 +40,8 @@ pub struct Spawn<'a> {
     pub plan_json: &'a str,
     /// The generation.
     pub generation: u64,
+    /// How many workers the generation has (Python's `wsgi.multiprocess`).
+    pub workers: usize,
     /// Command-line overrides: runtime threads.
     pub threads: Option<usize>,
     /// Command-line overrides: drain deadline.
@@ -119,7 +121,8 @@ pub fn spawn(spawn: &Spawn<'_>, number: usize) -> io::Result<Started> {
         .env("SERVE_STATUS_FD", status_fd.to_string())
         .env("SERVE_PLAN_FD", (status_fd + 1).to_string())
         .env("SERVE_GENERATION", spawn.generation.to_string())
-        .env("SERVE_WORKER", number.to_string());
+        .env("SERVE_WORKER", number.to_string())
+        .env("SERVE_WORKERS", spawn.workers.to_string());
     if let Some((_, slot)) = spawn.balance {
         command
             .env("SERVE_BALANCE_FD", (status_fd + 2).to_string())
@@ -182,6 +185,8 @@ pub struct Handed {
     pub generation: u64,
     /// The worker's number.
     pub number: usize,
+    /// How many workers its generation has.
+    pub workers: usize,
     /// Command-line overrides.
     pub threads: Option<usize>,
     /// Command-line overrides.
@@ -238,6 +243,7 @@ pub fn take() -> io::Result<Handed> {
         plan,
         generation: var("SERVE_GENERATION")?,
         number: var("SERVE_WORKER")?,
+        workers: var("SERVE_WORKERS").unwrap_or(1),
         threads: std::env::var("SERVE_THREADS")
             .ok()
             .and_then(|v| v.parse().ok()),

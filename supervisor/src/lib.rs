@@ -23,6 +23,7 @@ mod check;
 mod cli;
 mod control;
 mod handoff;
+mod python;
 mod run;
 mod sd;
 mod sockets;
@@ -48,6 +49,13 @@ pub fn main_with(eggs: Eggs) -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == "worker") && std::env::args_os().len() == 2 {
         init_logging();
         return worker_main::run(&eggs);
+    }
+    // The child that reads a Python environment's entry points for the supervisor.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "python-eggs")
+    {
+        return python::list_eggs();
     }
     let cli = Cli::parse();
     match cli.command {
@@ -123,7 +131,10 @@ fn resolve(target: &Target, eggs: &Eggs) -> Result<Plan, String> {
         server_name: target.server_name.clone(),
         vars: target.vars.clone(),
     };
-    load(&eggs.registry(), &request).map_err(|e| e.to_string())
+    let (registry, python) = python::registry(eggs, target.python.as_deref());
+    let mut plan = load(&registry, &request).map_err(|e| e.to_string())?;
+    python.stamp(&mut plan);
+    Ok(plan)
 }
 
 /// Prints an error as `error: PATH:LINE: message` and returns the failure status.

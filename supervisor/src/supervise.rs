@@ -412,11 +412,13 @@ fn load(
 
 impl Supervisor<'_> {
     fn spawn(&mut self, number: usize, generation: u64) -> Result<(), String> {
-        let (sockets, plan_json) = match &self.pending {
-            Some(p) if p.generation == generation => {
-                (p.sockets.as_ref().unwrap_or(&self.sockets), &p.plan_json)
-            }
-            _ => (&self.sockets, &self.plan_json),
+        let (sockets, plan_json, workers) = match &self.pending {
+            Some(p) if p.generation == generation => (
+                p.sockets.as_ref().unwrap_or(&self.sockets),
+                &p.plan_json,
+                p.limits.workers,
+            ),
+            _ => (&self.sockets, &self.plan_json, self.limits.workers),
         };
         let slot = self.balance.as_ref().and_then(|_| {
             (0..worker::server::balance::SLOTS)
@@ -432,6 +434,7 @@ impl Supervisor<'_> {
             listeners: &sockets.bound(),
             plan_json,
             generation,
+            workers,
             threads: self.overrides.threads,
             graceful_timeout: self.overrides.graceful_timeout.map(Duration::from_secs_f64),
             credentials: self.credentials,

@@ -16,6 +16,9 @@ pub fn render(plan: &Plan) -> String {
     }
     out.push_str("app:\n");
     node(&mut out, 1, &plan.app);
+    if let Some(python) = &plan.python {
+        let _ = writeln!(out, "python: {}", python.display());
+    }
     out
 }
 
@@ -43,6 +46,9 @@ fn indent(depth: usize) -> String {
 fn factory_line(out: &mut String, depth: usize, kind: &str, factory: &Factory) {
     let pad = indent(depth);
     let _ = write!(out, "{pad}{kind:<9} {} ({})", factory.egg, factory.protocol);
+    if factory.runtime == deploy::Runtime::Python {
+        out.push_str(" python");
+    }
     if let Some(call) = &factory.call {
         let _ = write!(out, " as {call}");
     }

@@ -31,16 +31,9 @@ pub fn run(eggs: &Eggs) -> ExitCode {
         }
     };
     worker::identity::set(handed.generation, handed.number);
-    let built = worker::pipeline::build(&handed.plan.app, eggs).and_then(|app| {
-        let settings = worker::pipeline::build_server(handed.plan.server.as_ref(), eggs)?;
-        Ok((app, settings))
-    });
-    let (app, mut settings) = match built {
-        Ok(built) => built,
-        Err(e) => {
-            let _ = writeln!(handed.status, "failed {}", e.to_string().replace('\n', " "));
-            return ExitCode::FAILURE;
-        }
+    let mut settings = match worker::pipeline::build_server(handed.plan.server.as_ref(), eggs) {
+        Ok(settings) => settings,
+        Err(e) => return failed(&mut handed.status, &e.to_string()),
     };
     if let Some(threads) = handed.threads {
         settings.threads = threads;
@@ -48,7 +41,8 @@ pub fn run(eggs: &Eggs) -> ExitCode {
     if let Some(timeout) = handed.graceful_timeout {
         settings.graceful_timeout = timeout;
     }
-    let runtime = if settings.threads > 1 {
+    // A Python worker's `threads` are Python threads; its I/O needs one runtime thread.
+    let runtime = if settings.threads > 1 && !handed.plan.app.has_python() {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(settings.threads)
             .enable_all()
@@ -65,14 +59,21 @@ pub fn run(eggs: &Eggs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(serve(handed, app, settings))
+    runtime.block_on(serve(handed, eggs, settings))
+}
+
+/// Tells the supervisor the worker could not start.
+fn failed(status: &mut std::os::unix::net::UnixStream, reason: &str) -> ExitCode {
+    let _ = writeln!(status, "failed {}", reason.replace('\n', " "));
+    ExitCode::FAILURE
 }
 
 async fn serve(
-    handed: handoff::Handed,
-    app: worker::app::App,
+    mut handed: handoff::Handed,
+    eggs: &Eggs,
     settings: worker::settings::ServerSettings,
 ) -> ExitCode {
+    // The handlers first: Python, started next, then finds SIGINT taken and leaves it alone.
     let signals = (|| {
         Ok::<_, std::io::Error>((
             signal(SignalKind::terminate())?,
@@ -81,6 +82,23 @@ async fn serve(
             signal(SignalKind::user_defined1())?,
         ))
     })();
+    let mut eggs = eggs.clone();
+    let python = match crate::python::Worker::start(
+        &mut eggs,
+        &handed.plan,
+        settings.threads,
+        handed.workers > 1,
+    ) {
+        Ok(python) => python,
+        Err(e) => return failed(&mut handed.status, &e),
+    };
+    let app = match worker::pipeline::build(&handed.plan.app, &eggs) {
+        Ok(app) => app,
+        Err(e) => return failed(&mut handed.status, &e.to_string()),
+    };
+    if let Some(python) = &python {
+        python.loaded();
+    }
     let status = handed
         .status
         .set_nonblocking(true)
@@ -100,7 +118,11 @@ async fn serve(
                 }
             },
         );
-    let server = match Server::start_sharing(handed.listeners, app, &settings, share) {
+    let options = worker::server::Options {
+        share,
+        busy: python.as_ref().and_then(crate::python::Worker::busy),
+    };
+    let server = match Server::start_with(handed.listeners, app, &settings, options) {
         Ok(server) => server,
         Err(e) => {
             let _ = to_supervisor

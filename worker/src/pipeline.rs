@@ -11,7 +11,7 @@ use crate::conf::EggError;
 use crate::eggs::{Children, Eggs, Factory};
 use crate::settings::ServerSettings;
 use deploy::plan::{Factory as PlanFactory, Node, ServerNode};
-use deploy::Location;
+use deploy::{Location, Runtime};
 use http::{Response, StatusCode};
 use indexmap::IndexMap;
 use std::any::Any;
@@ -95,6 +95,28 @@ fn mismatch(factory: &PlanFactory, expected: &str) -> BuildError {
 
 /// Builds the app a plan node describes, without the panic guard.
 fn build_node(node: &Node, eggs: &Eggs) -> Result<App, BuildError> {
+    let factory = node.factory();
+    if factory.runtime == Runtime::Python {
+        let Some(python) = eggs.python() else {
+            return Err(BuildError::new(
+                factory,
+                EggError::new(
+                    "is Python code, and this worker hosts no Python (serve needs the `python` feature)",
+                ),
+            ));
+        };
+        if let Some((_, rust)) = node.rust_under_python() {
+            return Err(BuildError::new(
+                factory,
+                EggError::new(format!(
+                    "cannot wrap the Rust {} {}: Python filters and composites wrap Python apps only",
+                    rust.section.as_deref().unwrap_or("app"),
+                    rust.egg
+                )),
+            ));
+        }
+        return python(node).map_err(|e| BuildError::new(factory, e));
+    }
     match node {
         Node::App(factory) => match code(eggs, factory)? {
             Factory::App(make) => make(&factory.global_conf, &factory.local_conf)

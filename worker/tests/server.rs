@@ -485,3 +485,39 @@ fn a_worker_publishes_its_connections_until_it_drains() {
     assert_eq!(rt.block_on(drained).unwrap().abandoned, 0);
     assert_eq!(view.count(3), None);
 }
+
+#[test]
+fn a_busy_app_accepts_no_connection_until_it_has_room() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use worker::server::Options;
+    let rt = runtime();
+    let (bound, addr) = listener();
+    let busy = Arc::new(AtomicBool::new(true));
+    let probe = Arc::clone(&busy);
+    let options = Options {
+        busy: Some(Arc::new(move || probe.load(Ordering::Relaxed))),
+        ..Options::default()
+    };
+    let _server = rt
+        .block_on(async { Server::start_with(bound, app(), &ServerSettings::default(), options) })
+        .unwrap();
+    // The kernel completes the handshake (the backlog), but no worker takes the connection.
+    let mut stream = connect(addr);
+    stream
+        .write_all(b"GET /waiting HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    assert!(
+        stream.read(&mut byte).is_err(),
+        "answered while the app was busy"
+    );
+    busy.store(false, Ordering::Relaxed);
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(read_response(&mut stream).1, "path=/waiting\n");
+}

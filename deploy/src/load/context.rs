@@ -13,7 +13,7 @@ use crate::error::{LoadError, LoadErrorKind};
 use crate::ini::parse::{py_split, py_strip};
 use crate::location::Location;
 use crate::plan::Conf;
-use crate::registry::{EntryPoint, ObjectType, Protocol};
+use crate::registry::{EntryPoint, Lookup, ObjectType, Protocol};
 use crate::uri::{is_uri, parse_uri, Scheme};
 use indexmap::IndexMap;
 use std::cell::RefCell;
@@ -149,35 +149,47 @@ impl Loader<'_> {
         name: &str,
         caller: Option<Global>,
     ) -> Result<Ctx, LoadError> {
-        let Some((source, dist)) = self.registry.distribution(spec) else {
+        // Sources that have the distribution are asked in order, and the first that has the
+        // entry point answers: a built-in `Paste#urlmap` does not hide the `Paste#translogger`
+        // of a Python environment, and a Python source is not asked while a built-in answers.
+        let mut spelled: Option<String> = None;
+        let mut available: Vec<String> = Vec::new();
+        let mut found: Vec<EntryPoint> = Vec::new();
+        for (source, dist) in self.registry.distribution_sources(spec) {
+            spelled.get_or_insert_with(|| dist.clone());
+            for group in object_type.protocols() {
+                if let Some(entry) = group
+                    .iter()
+                    .find_map(|protocol| source.entry_point(&dist, *protocol, name))
+                {
+                    found.push(entry);
+                }
+            }
+            if !found.is_empty() {
+                break;
+            }
+            for name in object_type
+                .all_protocols()
+                .iter()
+                .flat_map(|p| source.entry_point_names(&dist, *p))
+            {
+                if !available.contains(&name) {
+                    available.push(name);
+                }
+            }
+        }
+        let Some(dist) = spelled else {
             return Err(LoadErrorKind::NoDistribution {
                 name: spec.to_owned(),
                 known: self.registry.distributions(),
+                notes: self.registry.notes_about(Lookup::Distribution(spec)),
             }
             .into());
         };
-        let mut found: Vec<EntryPoint> = Vec::new();
-        for group in object_type.protocols() {
-            if let Some(entry) = group
-                .iter()
-                .find_map(|protocol| source.entry_point(&dist, *protocol, name))
-            {
-                found.push(entry);
-            }
-        }
         let entry = match found.len() {
             1 => found.remove(0),
             0 => {
                 let protocols = object_type.all_protocols();
-                let mut available: Vec<String> = Vec::new();
-                for name in protocols
-                    .iter()
-                    .flat_map(|p| source.entry_point_names(&dist, *p))
-                {
-                    if !available.contains(&name) {
-                        available.push(name);
-                    }
-                }
                 return Err(LoadErrorKind::EntryPointNotFound {
                     name: name.to_owned(),
                     dist: spec.to_owned(),
@@ -313,6 +325,7 @@ impl Loader<'_> {
                     return Err(LoadError::from(LoadErrorKind::NoDistribution {
                         name: dist.to_owned(),
                         known: self.registry.distributions(),
+                        notes: self.registry.notes_about(Lookup::Distribution(dist)),
                     })
                     .or_at(require.at.as_ref()));
                 }
@@ -570,6 +583,7 @@ impl Loader<'_> {
             None => Err(LoadErrorKind::UnknownSymbol {
                 target: spec.clone(),
                 protocol: protocol.group(),
+                notes: self.registry.notes_about(Lookup::Symbol(spec)),
             }
             .into()),
         }

@@ -106,6 +106,7 @@ impl Loader<'_> {
                 name: entry.name.clone(),
             },
             protocol,
+            runtime: entry.runtime,
             global_conf: ctx.global.borrow().clone(),
             local_conf: local
                 .iter()

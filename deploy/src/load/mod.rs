@@ -251,10 +251,33 @@ pub fn load(registry: &Registry, request: &Request) -> Result<Plan, LoadError> {
         .or(uri.fragment.as_deref())
         .unwrap_or("main");
     let app = loader.load_app(&uri.uri, Some(app_name), here, Some(&global))?;
+    if let Some((outer, inner)) = app.rust_under_python() {
+        let section = |f: &crate::plan::Factory| f.section.clone().unwrap_or_default();
+        let at = inner
+            .file
+            .as_ref()
+            .zip(inner.line)
+            .map(|(file, line)| Location::new(&std::sync::Arc::from(file.as_path()), line));
+        return Err(LoadError::new(
+            LoadErrorKind::RustInsidePython {
+                outer: section(outer),
+                outer_kind: if outer.protocol.is_composite() {
+                    "composite"
+                } else {
+                    "filter"
+                },
+                outer_egg: outer.call.clone().unwrap_or_else(|| outer.egg.to_string()),
+                inner: section(inner),
+                inner_egg: inner.egg.to_string(),
+            },
+            at,
+        ));
+    }
     Ok(Plan {
         app,
         server,
         files: loader.files(),
+        python: None,
     })
 }
 

@@ -60,6 +60,10 @@ type FilterFn = dyn Fn(&Conf, &Conf) -> Result<Filter, EggError> + Send + Sync;
 type FilterAppFn = dyn Fn(App, &Conf, &Conf) -> Result<App, EggError> + Send + Sync;
 type ServerFn = dyn Fn(&Conf, &Conf) -> Result<ServerSettings, EggError> + Send + Sync;
 
+/// Builds a plan node whose factories are Python code (the node and everything under it) into
+/// an app: the hook of the embedded Python host.
+pub type PythonFn = dyn Fn(&deploy::Node) -> Result<App, EggError> + Send + Sync;
+
 /// The code behind one entry point, by protocol.
 #[derive(Clone)]
 pub enum Factory {
@@ -88,10 +92,21 @@ impl fmt::Debug for Factory {
 }
 
 /// Names and factories of every egg a worker can build.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Eggs {
     table: EggTable,
     factories: HashMap<(String, Protocol, String), Factory>,
+    python: Option<Arc<PythonFn>>,
+}
+
+impl fmt::Debug for Eggs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Eggs")
+            .field("table", &self.table)
+            .field("factories", &self.factories.len())
+            .field("python", &self.python.is_some())
+            .finish()
+    }
 }
 
 impl Eggs {
@@ -228,6 +243,20 @@ impl Eggs {
             // The legacy `composit` group names the same composites.
             self.factories.get(&(key.0, protocol.alias()?, key.2))
         })
+    }
+
+    /// Hands the plan's Python segments (a Python node and everything under it) to `host`.
+    pub fn with_python(
+        &mut self,
+        host: impl Fn(&deploy::Node) -> Result<App, EggError> + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.python = Some(Arc::new(host));
+        self
+    }
+
+    /// The Python host, when this worker has one.
+    pub fn python(&self) -> Option<&PythonFn> {
+        self.python.as_deref()
     }
 
     /// The names, for the loader.

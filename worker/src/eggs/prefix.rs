@@ -60,7 +60,11 @@ impl Prefix {
                 req.headers_mut().insert(header::HOST, value);
             }
             if let Some(addr) = take_first(req, "x-forwarded-for") {
-                req.extensions_mut().insert(RemoteAddr(addr.into()));
+                let local = req.extensions().get::<RemoteAddr>().and_then(|a| a.local);
+                req.extensions_mut().insert(RemoteAddr {
+                    local,
+                    ..RemoteAddr::new(addr)
+                });
             }
             let scheme = req
                 .headers_mut()
@@ -184,7 +188,7 @@ mod tests {
         assert_eq!(req.headers()["host"], "example.com");
         assert_eq!(
             req.extensions().get::<RemoteAddr>(),
-            Some(&RemoteAddr("203.0.113.9".into()))
+            Some(&RemoteAddr::new("203.0.113.9"))
         );
         assert_eq!(
             req.extensions().get::<UrlScheme>(),

@@ -35,7 +35,7 @@ struct Activity {
 }
 
 /// Serves one connection until it ends, the drain closes it, or it idles too long.
-pub(crate) async fn serve_connection<S>(shared: Arc<Shared>, stream: S, peer: Option<Arc<str>>)
+pub(crate) async fn serve_connection<S>(shared: Arc<Shared>, stream: S, peer: Option<RemoteAddr>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -92,7 +92,11 @@ async fn idle(activity: &Activity, timeout: std::time::Duration) {
 }
 
 /// The checks no app should have to make, then the app.
-async fn answer(shared: &Shared, req: Request<Incoming>, peer: Option<Arc<str>>) -> Response<Body> {
+async fn answer(
+    shared: &Shared,
+    req: Request<Incoming>,
+    peer: Option<RemoteAddr>,
+) -> Response<Body> {
     if req.version() == Version::HTTP_11 && !req.headers().contains_key(header::HOST) {
         return text(
             StatusCode::BAD_REQUEST,
@@ -114,7 +118,7 @@ async fn answer(shared: &Shared, req: Request<Incoming>, peer: Option<Arc<str>>)
     let original = OriginalUri(req.uri().clone());
     req.extensions_mut().insert(original);
     if let Some(peer) = peer {
-        req.extensions_mut().insert(RemoteAddr(peer));
+        req.extensions_mut().insert(peer);
     }
     call(&shared.app, req).await
 }

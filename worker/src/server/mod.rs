@@ -28,10 +28,29 @@ use std::time::Duration;
 use tokio::sync::{watch, Semaphore};
 use tokio_util::task::TaskTracker;
 
-/// The client's address as the app should see it (WSGI's `REMOTE_ADDR`); the server sets it
-/// from the peer, `PasteDeploy#prefix` from `X-Forwarded-For`.
+/// The client's address as the app should see it (WSGI's `REMOTE_ADDR` and `REMOTE_PORT`),
+/// with the server address the connection came to (`SERVER_NAME`, `SERVER_PORT`); the server
+/// sets it from the connection, `PasteDeploy#prefix` from `X-Forwarded-For`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RemoteAddr(pub Arc<str>);
+pub struct RemoteAddr {
+    /// The client's address, as text.
+    pub addr: Arc<str>,
+    /// The client's port, when the peer of the connection is the client.
+    pub port: Option<u16>,
+    /// The address of the listener that accepted the connection.
+    pub local: Option<std::net::SocketAddr>,
+}
+
+impl RemoteAddr {
+    /// A client address with no port and no listener address.
+    pub fn new(addr: impl Into<Arc<str>>) -> Self {
+        RemoteAddr {
+            addr: addr.into(),
+            port: None,
+            local: None,
+        }
+    }
+}
 
 /// Where the server is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +90,8 @@ pub(crate) struct Shared {
     requests: Arc<AtomicU64>,
     /// How long a connection may sit without a request in flight before it is closed.
     idle_timeout: Duration,
+    /// The app's busy signal, checked before each accept.
+    busy: Option<Busy>,
 }
 
 /// This worker's place in the table of connection counts its siblings share.
@@ -99,10 +120,32 @@ impl Share {
     }
 }
 
+/// Says whether the app cannot take more work now (its queue is full): the server accepts no
+/// connection meanwhile, leaving them to its siblings on the shared socket.
+pub type Busy = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// How a server takes part beside its siblings.
+#[derive(Default)]
+pub struct Options {
+    /// The spreading of connections over the workers that share the listeners.
+    pub share: Option<Share>,
+    /// The app's busy signal.
+    pub busy: Option<Busy>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("share", &self.share)
+            .field("busy", &self.busy.is_some())
+            .finish()
+    }
+}
+
 impl Server {
     /// Starts serving `app` on `listeners` (on the current tokio runtime).
     pub fn start(listeners: Vec<Bound>, app: App, settings: &ServerSettings) -> io::Result<Server> {
-        Server::start_sharing(listeners, app, settings, None)
+        Server::start_with(listeners, app, settings, Options::default())
     }
 
     /// [`Server::start`], taking part in the spreading of connections over the workers that
@@ -113,6 +156,21 @@ impl Server {
         settings: &ServerSettings,
         share: Option<Share>,
     ) -> io::Result<Server> {
+        let options = Options {
+            share,
+            ..Options::default()
+        };
+        Server::start_with(listeners, app, settings, options)
+    }
+
+    /// [`Server::start`] with the [`Options`] of a worker among siblings.
+    pub fn start_with(
+        listeners: Vec<Bound>,
+        app: App,
+        settings: &ServerSettings,
+        options: Options,
+    ) -> io::Result<Server> {
+        let Options { share, busy } = options;
         let (phase, phase_rx) = watch::channel(Phase::Serving);
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
@@ -132,6 +190,7 @@ impl Server {
             phase: phase_rx,
             requests: Arc::clone(&requests),
             idle_timeout: settings.head_timeout(),
+            busy,
         });
         let connections = TaskTracker::new();
         let accepting = TaskTracker::new();
@@ -224,16 +283,23 @@ enum Listener {
 
 /// An accepted connection of either kind.
 enum Accepted {
-    Tcp(tokio::net::TcpStream, Arc<str>),
+    Tcp(tokio::net::TcpStream, RemoteAddr),
     Unix(tokio::net::UnixStream),
 }
 
-async fn accept(listener: &Listener) -> io::Result<Accepted> {
+async fn accept(listener: &Listener, local: Option<std::net::SocketAddr>) -> io::Result<Accepted> {
     match listener {
         Listener::Tcp(l) => {
             let (stream, peer) = l.accept().await?;
             let _ = stream.set_nodelay(true);
-            Ok(Accepted::Tcp(stream, Arc::from(peer.ip().to_string())))
+            Ok(Accepted::Tcp(
+                stream,
+                RemoteAddr {
+                    addr: Arc::from(peer.ip().to_string()),
+                    port: Some(peer.port()),
+                    local,
+                },
+            ))
         }
         Listener::Unix(l) => Ok(Accepted::Unix(l.accept().await?.0)),
     }
@@ -248,6 +314,10 @@ async fn accept_loop(
     listener: Listener,
 ) {
     let mut phase = shared.phase.clone();
+    let local = match &listener {
+        Listener::Tcp(l) => l.local_addr().ok(),
+        Listener::Unix(_) => None,
+    };
     loop {
         let permit = tokio::select! {
             permit = Arc::clone(&permits).acquire_owned() => match permit {
@@ -256,6 +326,13 @@ async fn accept_loop(
             },
             _ = reached(&mut phase, |p| p != Phase::Serving) => return,
         };
+        // A busy app takes no connection; siblings may take them meanwhile.
+        while shared.busy.as_ref().is_some_and(|busy| busy()) {
+            tokio::select! {
+                () = tokio::time::sleep(balance::DEFER) => {}
+                _ = reached(&mut phase, |p| p != Phase::Serving) => return,
+            }
+        }
         // Over its share: a sibling may take the next connection meanwhile.
         if balancing.as_ref().is_some_and(|b| b.over_share()) {
             tokio::select! {
@@ -267,7 +344,7 @@ async fn accept_loop(
             // The drain first: once it started, no connection more is taken.
             biased;
             _ = reached(&mut phase, |p| p != Phase::Serving) => return,
-            accepted = accept(&listener) => accepted,
+            accepted = accept(&listener, local) => accepted,
         };
         let shared = Arc::clone(&shared);
         let ended = balancing.clone();

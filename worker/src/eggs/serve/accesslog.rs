@@ -174,7 +174,7 @@ impl Pending {
             host: req
                 .extensions()
                 .get::<RemoteAddr>()
-                .map(|a| a.0.to_string())
+                .map(|a| a.addr.to_string())
                 .filter(|a| !a.is_empty())
                 .unwrap_or_else(|| "-".to_owned()),
             time: SystemTime::now(),
@@ -347,7 +347,7 @@ mod tests {
             .header("user-agent", "test \"1\"")
             .body(full(""))
             .unwrap();
-        req.extensions_mut().insert(RemoteAddr("192.0.2.1".into()));
+        req.extensions_mut().insert(RemoteAddr::new("192.0.2.1"));
         let (status, _, body) = send(&app, req).await;
         assert_eq!((status, body.as_str()), (200, "Hello world!\n"));
         let log = dir.path().join("access.log");

@@ -52,7 +52,7 @@ async fn echo(req: Request<Body>, max_body: usize) -> Response<Body> {
     let _ = writeln!(out, "script_name: {:?}", mount.script_name);
     let _ = writeln!(out, "path_info: {:?}", mount.path_info);
     if let Some(addr) = req.extensions().get::<RemoteAddr>() {
-        let _ = writeln!(out, "remote_addr: {}", addr.0);
+        let _ = writeln!(out, "remote_addr: {}", addr.addr);
     }
     for (name, value) in req.headers() {
         let _ = writeln!(out, "{name}: {}", String::from_utf8_lossy(value.as_bytes()));

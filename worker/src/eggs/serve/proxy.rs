@@ -144,7 +144,7 @@ impl Upstream {
             let client = parts
                 .extensions
                 .get::<RemoteAddr>()
-                .map(|a| a.0.to_string())
+                .map(|a| a.addr.to_string())
                 .unwrap_or_default();
             let chain = match parts
                 .headers
@@ -287,7 +287,7 @@ mod tests {
             .body(full("payload"))
             .unwrap();
         req.extensions_mut()
-            .insert(crate::server::RemoteAddr("203.0.113.7".into()));
+            .insert(crate::server::RemoteAddr::new("203.0.113.7"));
         let (status, _, body) = send(&app, req).await;
         assert_eq!(status, 200);
         assert_eq!(

@@ -1,0 +1,208 @@
+//! The WSGI `environ` of a request, built from the request alone (never from `os.environ`).
+//!
+//! Strings are WSGI's native strings: the request's bytes decoded as latin-1, so an app gets
+//! back the exact bytes with `.encode('latin-1')`. `PATH_INFO` is the percent-decoded path
+//! (what a Rust composite left of it, with `SCRIPT_NAME` the part it consumed); header fields
+//! become `HTTP_*` keys, repeated ones joined with `, ` (and `Cookie` with `; `, RFC 6265);
+//! a field whose name has an underscore is left out, so it cannot pass for the same field
+//! spelt with a dash (as gunicorn and nginx do).
+
+use http::request::Parts;
+use http::{header, HeaderName, Version};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString};
+use worker::app::Mount;
+use worker::eggs::prefix::UrlScheme;
+use worker::server::RemoteAddr;
+
+/// What the environ takes from the host rather than the request.
+pub(crate) struct Context<'py> {
+    pub(crate) input: Bound<'py, PyAny>,
+    pub(crate) errors: Bound<'py, PyAny>,
+    pub(crate) multithread: bool,
+    pub(crate) multiprocess: bool,
+}
+
+/// A native string: bytes as latin-1.
+pub(crate) fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
+    if let Ok(text) = std::str::from_utf8(bytes).map_err(drop).and_then(|t| {
+        // ASCII reads the same in UTF-8 and latin-1.
+        if t.is_ascii() {
+            Ok(t)
+        } else {
+            Err(())
+        }
+    }) {
+        return PyString::new(py, text);
+    }
+    let text: String = bytes.iter().map(|&b| char::from(b)).collect();
+    PyString::new(py, &text)
+}
+
+/// `%XX` decoded to bytes (invalid escapes kept as they are).
+pub(crate) fn unquote(path: &str) -> Vec<u8> {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = |b: u8| (b as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    out
+}
+
+/// The environ of a request.
+pub(crate) fn environ<'py>(
+    py: Python<'py>,
+    head: &Parts,
+    context: Context<'py>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let env = PyDict::new(py);
+    env.set_item("REQUEST_METHOD", head.method.as_str())?;
+    match head.extensions.get::<Mount>() {
+        Some(mount) => {
+            env.set_item("SCRIPT_NAME", latin1(py, mount.script_name.as_bytes()))?;
+            env.set_item("PATH_INFO", latin1(py, mount.path_info.as_bytes()))?;
+        }
+        None => {
+            env.set_item("SCRIPT_NAME", "")?;
+            env.set_item("PATH_INFO", latin1(py, &unquote(head.uri.path())))?;
+        }
+    }
+    env.set_item(
+        "QUERY_STRING",
+        latin1(py, head.uri.query().unwrap_or("").as_bytes()),
+    )?;
+    env.set_item(
+        "SERVER_PROTOCOL",
+        match head.version {
+            Version::HTTP_09 => "HTTP/0.9",
+            Version::HTTP_10 => "HTTP/1.0",
+            Version::HTTP_2 => "HTTP/2",
+            Version::HTTP_3 => "HTTP/3",
+            _ => "HTTP/1.1",
+        },
+    )?;
+    let remote = head.extensions.get::<RemoteAddr>();
+    if let Some(remote) = remote {
+        env.set_item("REMOTE_ADDR", &*remote.addr)?;
+        if let Some(port) = remote.port {
+            env.set_item("REMOTE_PORT", port.to_string())?;
+        }
+    }
+    let (name, port) = server_name(head, remote);
+    env.set_item("SERVER_NAME", name)?;
+    env.set_item("SERVER_PORT", port)?;
+    let mut cookie: Option<Vec<u8>> = None;
+    let mut fields: Vec<(&HeaderName, Vec<u8>)> = Vec::new();
+    for (name, value) in &head.headers {
+        if name.as_str().contains('_') {
+            continue;
+        }
+        if name == header::COOKIE {
+            let joined = cookie.get_or_insert_with(Vec::new);
+            if !joined.is_empty() {
+                joined.extend_from_slice(b"; ");
+            }
+            joined.extend_from_slice(value.as_bytes());
+            continue;
+        }
+        match fields.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, joined)) => {
+                joined.extend_from_slice(b", ");
+                joined.extend_from_slice(value.as_bytes());
+            }
+            None => fields.push((name, value.as_bytes().to_vec())),
+        }
+    }
+    for (name, value) in &fields {
+        let key = match *name {
+            n if n == header::CONTENT_TYPE => "CONTENT_TYPE".to_owned(),
+            n if n == header::CONTENT_LENGTH => "CONTENT_LENGTH".to_owned(),
+            n => format!("HTTP_{}", n.as_str().to_ascii_uppercase().replace('-', "_")),
+        };
+        env.set_item(key, latin1(py, value))?;
+    }
+    if let Some(cookie) = cookie {
+        env.set_item("HTTP_COOKIE", latin1(py, &cookie))?;
+    }
+    if !head.headers.contains_key(header::HOST) {
+        if let Some(authority) = head.uri.authority() {
+            env.set_item("HTTP_HOST", authority.as_str())?;
+        }
+    }
+    let scheme = head
+        .extensions
+        .get::<UrlScheme>()
+        .map(|s| s.0.as_str())
+        .or_else(|| head.uri.scheme_str())
+        .unwrap_or("http");
+    env.set_item("wsgi.version", (1, 0))?;
+    env.set_item("wsgi.url_scheme", scheme)?;
+    env.set_item("wsgi.input", context.input)?;
+    env.set_item("wsgi.errors", context.errors)?;
+    env.set_item("wsgi.multithread", context.multithread)?;
+    env.set_item("wsgi.multiprocess", context.multiprocess)?;
+    env.set_item("wsgi.run_once", false)?;
+    env.set_item("wsgi.input_terminated", true)?;
+    Ok(env)
+}
+
+/// `SERVER_NAME` and `SERVER_PORT`: the listener's address, else the `Host` field.
+fn server_name(head: &Parts, remote: Option<&RemoteAddr>) -> (String, String) {
+    if let Some(local) = remote.and_then(|r| r.local) {
+        return (local.ip().to_string(), local.port().to_string());
+    }
+    let host = head
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| head.uri.authority().map(|a| a.as_str()))
+        .unwrap_or("localhost");
+    split_host(host)
+}
+
+/// A `Host` value as name and port (80 when it has none); IPv6 literals keep their brackets.
+fn split_host(host: &str) -> (String, String) {
+    let (name, port) = match host.rfind(':') {
+        Some(i) if !host[i..].contains(']') => (&host[..i], &host[i + 1..]),
+        _ => (host, ""),
+    };
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return (host.to_owned(), "80".to_owned());
+    }
+    (name.to_owned(), port.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_escapes_decode_to_bytes() {
+        assert_eq!(unquote("/a%20b/%C3%A9"), b"/a b/\xc3\xa9".to_vec());
+        assert_eq!(unquote("/100%"), b"/100%".to_vec());
+        assert_eq!(unquote("/%zz%4"), b"/%zz%4".to_vec());
+        assert_eq!(unquote("%41"), b"A".to_vec());
+    }
+
+    #[test]
+    fn host_fields_split_into_name_and_port() {
+        let split = |h: &str| split_host(h);
+        assert_eq!(split("example.com"), ("example.com".into(), "80".into()));
+        assert_eq!(
+            split("example.com:8080"),
+            ("example.com".into(), "8080".into())
+        );
+        assert_eq!(split("[::1]:81"), ("[::1]".into(), "81".into()));
+        assert_eq!(split("[::1]"), ("[::1]".into(), "80".into()));
+    }
+}

@@ -1,0 +1,201 @@
+//! The WSGI host of a worker: Python apps (PEP 3333) served from the worker's tokio runtime.
+//!
+//! A worker has `threads` dedicated Python threads (default 1). Each holds the GIL for its
+//! life and lets go of it only while it waits for work. Requests reach them through a bounded
+//! queue of [`Job`]s; while the queue is full, [`Host::busy`] says so and the worker stops
+//! accepting, so its siblings take the connections. A response body streams back through a
+//! bounded channel; when a slow client lets that channel fill, the app's iterator is parked
+//! and re-queued once there is room, so no Python thread waits on a client. The request body
+//! is pumped from hyper into `wsgi.input` the same way, through a bounded channel.
+
+mod environ;
+mod errors;
+mod input;
+mod load;
+mod respond;
+
+pub use load::{load_segment, setup_logging, LoadError};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use pyo3::prelude::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot};
+use worker::app::{app_fn, text, App};
+use worker::body::{Body, BoxError};
+
+/// Settings of the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostSettings {
+    /// Python threads running apps.
+    pub threads: usize,
+    /// Requests that may wait for a thread before the worker stops accepting.
+    pub queue: usize,
+    /// Whether other worker processes serve the same apps (`wsgi.multiprocess`).
+    pub multiprocess: bool,
+}
+
+impl Default for HostSettings {
+    fn default() -> Self {
+        HostSettings {
+            threads: 1,
+            queue: 16,
+            multiprocess: false,
+        }
+    }
+}
+
+/// Work for a Python thread.
+enum Job {
+    /// Call an app with a request.
+    Call(Call),
+    /// Go on iterating a response whose client has room again.
+    Resume(respond::Streaming),
+}
+
+/// One request for a Python app.
+struct Call {
+    app: Arc<Py<PyAny>>,
+    head: http::request::Parts,
+    input: input::Feed,
+    reply: oneshot::Sender<Response<Body>>,
+}
+
+/// What the Python threads and the services that feed them share.
+pub(crate) struct Shared {
+    jobs: mpsc::Sender<Job>,
+    runtime: tokio::runtime::Handle,
+    settings: HostSettings,
+    waiting: AtomicUsize,
+}
+
+/// The Python threads of a worker and the queue in front of them.
+#[derive(Clone)]
+pub struct Host {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("settings", &self.shared.settings)
+            .finish()
+    }
+}
+
+impl Host {
+    /// Starts the Python threads; responses are streamed on `runtime`.
+    pub fn start(settings: HostSettings, runtime: tokio::runtime::Handle) -> std::io::Result<Host> {
+        let (jobs, queue) = mpsc::channel(settings.queue.max(1));
+        let shared = Arc::new(Shared {
+            jobs,
+            runtime,
+            settings,
+            waiting: AtomicUsize::new(0),
+        });
+        let queue = Arc::new(Mutex::new(queue));
+        for n in 0..settings.threads.max(1) {
+            let (shared, queue) = (Arc::clone(&shared), Arc::clone(&queue));
+            std::thread::Builder::new()
+                .name(format!("python-{n}"))
+                .spawn(move || run(&shared, &queue))?;
+        }
+        Ok(Host { shared })
+    }
+
+    /// Whether more requests wait for a Python thread than the queue holds.
+    pub fn busy(&self) -> bool {
+        self.shared.waiting.load(Ordering::Relaxed) >= self.shared.settings.queue
+    }
+
+    /// The settings the host runs with.
+    pub fn settings(&self) -> HostSettings {
+        self.shared.settings
+    }
+
+    /// A Rust app that calls the WSGI app `wsgi`.
+    pub fn app(&self, wsgi: Py<PyAny>) -> App {
+        let shared = Arc::clone(&self.shared);
+        let wsgi = Arc::new(wsgi);
+        app_fn(move |req: Request<Body>| {
+            let (shared, wsgi) = (Arc::clone(&shared), Arc::clone(&wsgi));
+            async move { call(&shared, wsgi, req).await }
+        })
+    }
+}
+
+/// Queues one request and waits for its response head.
+async fn call(shared: &Arc<Shared>, app: Arc<Py<PyAny>>, req: Request<Body>) -> Response<Body> {
+    let (head, body) = req.into_parts();
+    let input = input::Feed::start(body, &shared.runtime);
+    let (reply, response) = oneshot::channel();
+    shared.waiting.fetch_add(1, Ordering::Relaxed);
+    let queued = shared
+        .jobs
+        .send(Job::Call(Call {
+            app,
+            head,
+            input,
+            reply,
+        }))
+        .await;
+    if queued.is_err() {
+        shared.waiting.fetch_sub(1, Ordering::Relaxed);
+        return unavailable();
+    }
+    response.await.unwrap_or_else(|_| {
+        // The thread dropped the reply: the app failed in a way already logged.
+        text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "500 Internal Server Error\n",
+        )
+    })
+}
+
+fn unavailable() -> Response<Body> {
+    text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "503 Service Unavailable\nthe Python threads of this worker are gone\n",
+    )
+}
+
+/// A Python thread: takes jobs until the queue closes.
+fn run(shared: &Arc<Shared>, queue: &Mutex<mpsc::Receiver<Job>>) {
+    Python::attach(|py| loop {
+        let job = py.detach(|| queue.lock().ok()?.blocking_recv());
+        match job {
+            None => return,
+            Some(Job::Call(call)) => {
+                shared.waiting.fetch_sub(1, Ordering::Relaxed);
+                respond::call(py, shared, call);
+            }
+            Some(Job::Resume(streaming)) => streaming.resume(py, shared),
+        }
+    });
+}
+
+/// A response body fed by a Python thread.
+pub(crate) type Chunks = mpsc::Receiver<Result<Bytes, BoxError>>;
+
+/// Chunks a response body can be ahead of its client.
+pub(crate) const BODY_CHUNKS: usize = 8;
+
+/// The body hyper reads from a channel of chunks.
+pub(crate) struct ChannelBody {
+    chunks: Chunks,
+}
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        self.chunks
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|chunk| chunk.map(http_body::Frame::data)))
+    }
+}
