@@ -354,3 +354,96 @@ fn a_missing_python_module_or_a_rust_app_under_a_python_filter_is_a_clear_error(
         "{error}"
     );
 }
+
+#[test]
+fn ctrl_c_is_the_workers_and_wsgi_errors_goes_to_the_log() {
+    let serve = conform(&[]);
+    // Python never installed its KeyboardInterrupt handler: SIGINT belongs to the worker.
+    let handler = body(&request(&serve.addr, "/sigint"));
+    assert!(!handler.contains("default_int_handler"), "{handler}");
+    assert_eq!(body(&request(&serve.addr, "/errors")), "logged\n");
+    serve.wait_for("written to wsgi.errors");
+}
+
+/// A Python module answering `text` for every request, saved in `dir`.
+fn write_app(dir: &Path, text: &str) {
+    support::write(
+        &dir.join("hello_app.py"),
+        &format!(
+            "def app_factory(global_conf, **local):\n    def app(environ, start_response):\n        start_response('200 OK', [('Content-Type', 'text/plain')])\n        return [b'{text}\\n']\n    return app\n"
+        ),
+    );
+}
+
+#[test]
+fn editing_a_python_module_reloads_under_load_and_a_broken_import_keeps_serving() {
+    use support::load::{Client, Load};
+    let dir = tempfile::tempdir().unwrap();
+    write_app(dir.path(), "one");
+    let ini = dir.path().join("deploy.ini");
+    support::write(
+        &ini,
+        "[app:main]\nuse = call:hello_app:app_factory\n\n[server:main]\nuse = egg:serve#http\nworkers = 2\n",
+    );
+    let serve = Running::start_with_env(
+        Path::new(env!("CARGO_BIN_EXE_serve")),
+        &["--reload", ini.to_str().unwrap()],
+        &[("PYTHONPATH", dir.path().to_str().unwrap())],
+    );
+    // The ini and the module (plus PasteDeploy's own modules).
+    serve.wait_for("files for changes");
+    assert_eq!(body(&request(&serve.addr, "/")), "one\n");
+    let load = Load::start(&serve.addr, &[Client::KeepAliveGet, Client::FreshGet]);
+    // (A different length: Python's bytecode cache keys on the size and the second.)
+    write_app(dir.path(), "second");
+    serve.wait_for_new("reloaded: generation 1 -> 2");
+    serve.wait_for_new("of generation 1 stopped");
+    assert_eq!(body(&request(&serve.addr, "/")), "second\n");
+    // An import that fails keeps generation 2 serving, with the traceback in the log.
+    support::write(&dir.path().join("hello_app.py"), "def app_factory(:\n");
+    let line = serve.wait_for_new("keeps serving");
+    assert!(
+        line.contains("SyntaxError: invalid syntax (hello_app.py, line 1)"),
+        "{line}"
+    );
+    serve.wait_for("Traceback (most recent call last)");
+    assert_eq!(body(&request(&serve.addr, "/")), "second\n");
+    write_app(dir.path(), "the third");
+    serve.wait_for_new("reloaded: generation 2 -> ");
+    let tally = load.finish();
+    assert!(
+        tally.failures.is_empty(),
+        "{:?}",
+        &tally.failures[..tally.failures.len().min(10)]
+    );
+    assert!(tally.ok > 50, "too light a load: {}", tally.ok);
+    assert_eq!(body(&request(&serve.addr, "/")), "the third\n");
+}
+
+#[test]
+fn an_app_that_takes_sigterm_at_import_is_warned_and_the_worker_still_drains() {
+    let dir = tempfile::tempdir().unwrap();
+    support::write(
+        &dir.path().join("grabby.py"),
+        "import signal\nsignal.signal(signal.SIGTERM, lambda *a: None)\n\n\
+         def app_factory(global_conf, **local):\n    def app(environ, start_response):\n        start_response('200 OK', [])\n        return [b'grabby\\n']\n    return app\n",
+    );
+    let ini = dir.path().join("grabby.ini");
+    support::write(&ini, "[app:main]\nuse = call:grabby:app_factory\n");
+    let mut serve = Running::start_with_env(
+        Path::new(env!("CARGO_BIN_EXE_serve")),
+        &["--graceful-timeout", "60", ini.to_str().unwrap()],
+        &[("PYTHONPATH", dir.path().to_str().unwrap())],
+    );
+    serve.wait_for("replaced the handler of SIGTERM");
+    assert_eq!(body(&request(&serve.addr, "/")), "grabby\n");
+    // TERM drains and exits well before the 60 s a worker deaf to TERM would take.
+    let started = Instant::now();
+    serve.signal("TERM");
+    assert_eq!(serve.wait_exit(), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+}

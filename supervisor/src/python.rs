@@ -192,6 +192,14 @@ impl Worker {
         None
     }
 
+    /// The source files of the Python modules the app imported.
+    pub fn sources(&self) -> Vec<std::path::PathBuf> {
+        #[cfg(feature = "python")]
+        return serve_python::host::imported_sources();
+        #[cfg(not(feature = "python"))]
+        Vec::new()
+    }
+
     /// After the app is loaded: puts back any signal handler the app's import replaced.
     pub fn loaded(&self) {
         #[cfg(feature = "python")]

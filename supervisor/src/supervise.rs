@@ -67,6 +67,8 @@ struct Worker {
     stopped_accepting: bool,
     /// Its slot in the table of connection counts.
     slot: Option<usize>,
+    /// The source files of the Python modules it imported (`source PATH`), for `--reload`.
+    sources: Vec<PathBuf>,
 }
 
 impl Worker {
@@ -206,6 +208,9 @@ struct Supervisor<'a> {
     credentials: Option<(u32, u32)>,
     /// systemd's watchdog: the interval and when `WATCHDOG=1` is next due.
     watchdog: Option<(Duration, Instant)>,
+    /// Workers reported source files, or the serving generation changed: `--reload` watches
+    /// the Python sources of the serving generation's workers.
+    sources_changed: bool,
 }
 
 /// The flags signal handlers set, and the pipe that wakes `poll`.
@@ -331,6 +336,7 @@ pub fn supervise(target: &Target, overrides: &Overrides, eggs: &Eggs) -> Result<
         files: plan.files.clone(),
         credentials: credentials(overrides)?,
         watchdog: crate::sd::watchdog_interval().map(|interval| (interval / 2, Instant::now())),
+        sources_changed: false,
     };
     let _pid_file = match &overrides.pid_file {
         Some(path) => Some(PidFile::write(path)?),
@@ -468,6 +474,7 @@ impl Supervisor<'_> {
             replaced: false,
             stopped_accepting: false,
             slot,
+            sources: Vec::new(),
         });
         Ok(())
     }
@@ -595,6 +602,9 @@ impl Supervisor<'_> {
             }
             self.advance_reload();
             self.announce_when_switched();
+            if std::mem::take(&mut self.sources_changed) {
+                self.rewatch(signals);
+            }
             if self.hup_queued && !self.reloading() {
                 self.hup_queued = false;
                 self.reload();
@@ -682,6 +692,7 @@ impl Supervisor<'_> {
                 replaced: false,
                 stopped_accepting: w.retiring,
                 slot: None,
+                sources: Vec::new(),
             });
         }
         let pids: Vec<String> = self.workers.iter().map(|w| w.pid.to_string()).collect();
@@ -851,6 +862,9 @@ impl Supervisor<'_> {
                     w.requests = count.trim().parse().unwrap_or(w.requests);
                 } else if let Some(reason) = line.strip_prefix("failed ") {
                     w.failure = Some(reason.to_owned());
+                } else if let Some(path) = line.strip_prefix("source ") {
+                    w.sources.push(PathBuf::from(path));
+                    self.sources_changed = true;
                 } else if line == "retiring" {
                     // The worker stopped accepting and drains (it was told to, or it is being
                     // recycled).
@@ -1130,6 +1144,7 @@ impl Supervisor<'_> {
         };
         self.plan_json = done.plan_json;
         self.files = done.files;
+        self.sources_changed = true;
         // Slots added by TTIN meanwhile are kept.
         let workers = self.limits.workers.max(done.limits.workers);
         self.limits = Limits {
@@ -1259,6 +1274,16 @@ impl Supervisor<'_> {
         if let Some(config) = files.first().cloned() {
             files.extend(crate::watch::watch_files(&config));
         }
+        // The Python modules the serving generation imported: editing a view reloads.
+        for w in self
+            .workers
+            .iter()
+            .filter(|w| w.generation == self.generation)
+        {
+            files.extend(w.sources.iter().cloned());
+        }
+        files.sort();
+        files.dedup();
         if self.watch.as_ref().is_some_and(|w| {
             w.files()
                 .iter()

@@ -131,6 +131,14 @@ async fn serve(
             return ExitCode::FAILURE;
         }
     };
+    // The Python modules the app imported, for `--reload`.
+    let sources = python.as_ref().map(crate::python::Worker::sources);
+    for path in sources.iter().flatten().filter_map(|p| p.to_str()) {
+        if !path.contains('\n') {
+            let line = format!("source {path}\n");
+            let _ = to_supervisor.write_all(line.as_bytes()).await;
+        }
+    }
     if to_supervisor.write_all(b"ready\n").await.is_err() {
         return ExitCode::FAILURE;
     }

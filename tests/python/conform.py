@@ -193,6 +193,19 @@ class ConformApp:
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"slow\n"]
 
+    def do_sigint(self, environ, start_response):
+        import signal
+
+        handler = signal.getsignal(signal.SIGINT)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [repr(handler).encode()]
+
+    def do_errors(self, environ, start_response):
+        environ["wsgi.errors"].write("written to wsgi.errors\n")
+        environ["wsgi.errors"].flush()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"logged\n"]
+
     def do_pid(self, environ, start_response):
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [str(os.getpid()).encode()]

@@ -2,6 +2,8 @@
 //! free loopback port, its log, and a minimal HTTP/1.1 client.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod load;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};

@@ -73,3 +73,22 @@ def setup_logging(path):
         )
         return True
     return False
+
+
+def sources():
+    """The source files of the imported modules, for --reload (the standard library left out)."""
+    import sys
+    import sysconfig
+
+    stdlib = os.path.realpath(sysconfig.get_paths()["stdlib"]) + os.sep
+    found = set()
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if not isinstance(path, str):
+            continue
+        path = os.path.realpath(path)
+        if path.startswith(stdlib) and "site-packages" not in path:
+            continue
+        if os.path.isfile(path):
+            found.add(path)
+    return sorted(found)

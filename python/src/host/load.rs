@@ -70,6 +70,20 @@ pub fn load_segment(host: &Host, node: &Node) -> Result<App, LoadError> {
     })
 }
 
+/// The source files of the Python modules imported so far (not the standard library's): what
+/// `--reload` watches besides the config files.
+pub fn imported_sources() -> Vec<std::path::PathBuf> {
+    Python::attach(|py| {
+        module(py)
+            .and_then(|m| m.call_method0("sources"))
+            .and_then(|paths| paths.extract::<Vec<std::path::PathBuf>>())
+            .unwrap_or_else(|e| {
+                log_exception(py, &e, "listing the imported modules failed");
+                Vec::new()
+            })
+    })
+}
+
 /// Configures Python's `logging` from the file's `[loggers]` sections, as `pserve` does; true
 /// when it had them.
 pub fn setup_logging(config: &Path) -> Result<bool, LoadError> {

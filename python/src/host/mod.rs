@@ -14,7 +14,7 @@ mod input;
 mod load;
 mod respond;
 
-pub use load::{load_segment, setup_logging, LoadError};
+pub use load::{imported_sources, load_segment, setup_logging, LoadError};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
