@@ -447,3 +447,150 @@ fn an_app_that_takes_sigterm_at_import_is_warned_and_the_worker_still_drains() {
         started.elapsed()
     );
 }
+
+/// A virtualenv with Pyramid, waitress, PasteDeploy and the test project `pyramid_hello`
+/// (editable), made from PyPI once and kept under `target/`.
+fn pyramid_venv() -> std::path::PathBuf {
+    // Made once per test process, whichever test asks first; the others wait for it.
+    static VENV: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    VENV.get_or_init(make_pyramid_venv).clone()
+}
+
+fn make_pyramid_venv() -> std::path::PathBuf {
+    let venv = root().join("target/python-tests/pyramid-venv");
+    let python = venv.join("bin/python");
+    let ready = || {
+        std::process::Command::new(&python)
+            .args([
+                "-c",
+                "import pyramid, waitress, paste.deploy, pyramid_hello",
+            ])
+            .output()
+            .is_ok_and(|out| out.status.success())
+    };
+    if ready() {
+        return venv;
+    }
+    let run = |program: &Path, args: &[&str]| {
+        let out = std::process::Command::new(program)
+            .args(args)
+            .current_dir(root())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{program:?} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let _ = std::fs::remove_dir_all(&venv);
+    run(
+        Path::new("python3"),
+        &["-m", "venv", venv.to_str().unwrap()],
+    );
+    run(
+        &python,
+        &[
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "pyramid==2.1",
+            "waitress==3.0.2",
+            "PasteDeploy==3.1.0",
+        ],
+    );
+    run(
+        &python,
+        &[
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--editable",
+            "tests/python/pyramid_hello",
+        ],
+    );
+    assert!(
+        ready(),
+        "the virtualenv at {venv:?} cannot import its packages"
+    );
+    venv
+}
+
+#[test]
+fn a_pyramid_projects_production_ini_is_served_unchanged() {
+    let venv = pyramid_venv();
+    let venv = venv.to_str().unwrap();
+    let ini = "tests/python/pyramid_hello/production.ini";
+    // serve check resolves the project's egg from the virtualenv's entry points.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_serve"))
+        .args(["check", "--json", "--python", venv, ini])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(plan["app"]["egg"], "pyramid_hello#main");
+    assert_eq!(plan["app"]["runtime"], "python");
+    assert_eq!(plan["server"]["egg"], "waitress#main");
+    assert_eq!(
+        plan["app"]["local_conf"]["pyramid.includes"],
+        "\npyramid_hello.extra"
+    );
+    assert!(plan["python"].as_str().unwrap().starts_with(venv), "{plan}");
+    let serve = Running::start_with_env(
+        Path::new(env!("CARGO_BIN_EXE_serve")),
+        &["--python", venv, "--workers", "2", ini],
+        &[],
+    );
+    assert_eq!(
+        body(&request(&serve.addr, "/")),
+        "Howdy from Pyramid at / (script '')\n"
+    );
+    // pyramid.includes, continuation line and all.
+    assert_eq!(
+        body(&request(&serve.addr, "/included")),
+        "from an include\n"
+    );
+    let response = post(&serve.addr, "/echo", "posted body");
+    assert_eq!(body(&response), "posted body");
+    let response = request(&serve.addr, "/nowhere");
+    assert!(
+        response.starts_with("HTTP/1.1 404 Not Found\r\n"),
+        "{response}"
+    );
+    // Logging as the file's [loggers] sections say, as pserve sets it up.
+    let line = serve.wait_for("hello view called for /");
+    assert!(line.contains(" INFO  [pyramid_hello:"), "{line}");
+    assert!(line.contains("][serve-python-0] "), "{line}");
+}
+
+#[test]
+fn a_rust_urlmap_mounts_the_pyramid_app_with_script_name_and_path_info() {
+    let venv = pyramid_venv();
+    let serve = Running::start_with_env(
+        Path::new(env!("CARGO_BIN_EXE_serve")),
+        &[
+            "--python",
+            venv.to_str().unwrap(),
+            "tests/python/pyramid_hello/mounted.ini",
+        ],
+        &[],
+    );
+    assert_eq!(
+        body(&request(&serve.addr, "/app/")),
+        "Howdy from Pyramid at / (script '/app')\n"
+    );
+    assert_eq!(
+        body(&request(&serve.addr, "/app/included")),
+        "from an include\n"
+    );
+    assert_eq!(body(&request(&serve.addr, "/")), "Hello world!\n");
+}

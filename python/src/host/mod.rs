@@ -162,6 +162,17 @@ fn unavailable() -> Response<Body> {
 
 /// A Python thread: takes jobs until the queue closes.
 fn run(shared: &Arc<Shared>, queue: &Mutex<mpsc::Receiver<Job>>) {
+    Python::attach(|py| {
+        // Logging's %(threadName)s says which thread, instead of "Dummy-1".
+        let name = std::thread::current().name().unwrap_or("python").to_owned();
+        let named = py
+            .import("threading")
+            .and_then(|t| t.call_method0("current_thread"))
+            .and_then(|t| t.setattr("name", format!("serve-{name}")));
+        if let Err(e) = named {
+            respond::log_exception(py, &e, "naming the Python thread failed");
+        }
+    });
     Python::attach(|py| loop {
         let job = py.detach(|| queue.lock().ok()?.blocking_recv());
         match job {
