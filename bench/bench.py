@@ -11,7 +11,11 @@ so that the shell script's EXIT trap can stop whatever is left, by PID.
 Settings (environment): BENCH_DURATION (seconds per wrk run, 10), BENCH_RUNS (3),
 BENCH_WARMUP (seconds, 1), BENCH_CONNECTIONS (50), BENCH_RELOADS (serve, 100),
 BENCH_NGINX_RELOADS (100), BENCH_GUNICORN_RELOADS (20), BENCH_IDLE_CONNS (10000),
-BENCH_STARTS (7), BENCH_ONLY (comma list of phases: throughput,close,reload,idle,startup).
+BENCH_STARTS (7), BENCH_ONLY (comma list of phases: throughput,close,reload,idle,startup,
+python).
+
+The `python` phase serves the same pipeline written in Python (bench/python/) with serve's
+embedded CPython, granian and gunicorn gthread, each loading it through PasteDeploy.
 """
 
 import json
@@ -46,13 +50,19 @@ GUNICORN_RELOADS = env_int("BENCH_GUNICORN_RELOADS", 20)
 IDLE_CONNS = env_int("BENCH_IDLE_CONNS", 10000)
 STARTS = env_int("BENCH_STARTS", 7)
 PHASES = set(
-    os.environ.get("BENCH_ONLY", "throughput,close,reload,idle,startup").split(",")
+    os.environ.get("BENCH_ONLY", "throughput,close,reload,idle,startup,python").split(",")
 )
 WORKERS = (1, 2, 4)
 
 SERVE = os.path.join(ROOT, "target/release/serve")
+# The same serve built with the `python` feature (it links libpython, so it is kept apart from
+# the build the other phases measure).
+SERVE_PY = os.path.join(ROOT, "target/bench/python-build/release/serve")
 HYPER = os.path.join(ROOT, "target/bench/hello_hyper/release/hello_hyper")
 GUNICORN = os.path.join(ROOT, "target/bench/venv/bin/gunicorn")
+GRANIAN = os.path.join(ROOT, "target/bench/venv/bin/granian")
+VENV = os.path.join(ROOT, "target/bench/venv")
+PY_PATH = os.path.join(ROOT, "bench/python")
 NGINX = os.environ.get("BENCH_NGINX", shutil.which("nginx") or "/usr/sbin/nginx")
 WRK = os.environ.get("BENCH_WRK", shutil.which("wrk") or "/usr/bin/wrk")
 OUT_MD = os.path.join(ROOT, "target/bench/results.md")
@@ -497,6 +507,66 @@ class Gunicorn(Server):
         return argv
 
 
+class ServePython(Server):
+    """serve with the Python pipeline, one Python thread per worker (the default)."""
+
+    kind = "serve"
+
+    def __init__(self, workers, label=None):
+        super().__init__(label or f"serve-py-{workers}", workers)
+
+    def env(self):
+        env = dict(os.environ)
+        env["PYTHONPATH"] = PY_PATH
+        return env
+
+    def argv(self):
+        return [
+            SERVE_PY,
+            "--python",
+            VENV,
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--workers",
+            str(self.workers),
+            PY_PIPELINE_INI,
+        ]
+
+    def workers_ready(self):
+        return "ready: generation 1," in self.log_text()
+
+
+class Granian(Server):
+    """granian's WSGI interface on the same pipeline, loaded by PasteDeploy (granian_app.py)."""
+
+    kind = "granian"
+
+    def __init__(self, workers, label=None):
+        super().__init__(label or f"granian-{workers}", workers)
+
+    def env(self):
+        env = dict(os.environ)
+        env["PYTHONPATH"] = PY_PATH
+        return env
+
+    def argv(self):
+        return [
+            GRANIAN,
+            "--interface",
+            "wsgi",
+            "--workers",
+            str(self.workers),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "granian_app:app",
+        ]
+
+    def stop_signal(self):
+        return signal.SIGINT  # granian's graceful stop
+
+
 class Hyper(Server):
     kind = "hello_hyper"
 
@@ -650,6 +720,7 @@ RESULTS = {
     "idle": {},
     "startup": {},
     "spread": {},
+    "python": {},
 }
 
 
@@ -718,6 +789,52 @@ def phase_throughput(running):
     for server in servers.values():
         server.stop()
         running.remove(server)
+
+
+def python_servers():
+    servers = {}
+    for n in WORKERS:
+        servers[f"serve-py-{n}"] = ServePython(n)
+    for n in WORKERS:
+        servers[f"granian-{n}"] = Granian(n)
+    for n in WORKERS:
+        servers[f"gunicorn-gthread-py-{n}"] = Gunicorn(n, "gthread", label=f"gunicorn-gthread-py-{n}")
+    return servers
+
+
+def phase_python(running):
+    """The Python pipeline: serve's embedded CPython against granian and gunicorn gthread."""
+    servers = python_servers()
+    for key, server in servers.items():
+        log(f"starting {key}")
+        server.start()
+        running.append(server)
+        RESULTS["memory"].setdefault(key, {})["idle"] = server.memory()
+    PHASE[0] = "python"
+    if WARMUP:
+        for key, server in servers.items():
+            log(f"warm-up {key} ({WARMUP}s)")
+            wrk(server.port, WARMUP)
+    for run in range(RUNS):
+        for key, server in servers.items():
+            r = wrk(server.port, DURATION)
+            RESULTS["python"].setdefault(key, []).append(r)
+            if run == RUNS - 1:
+                RESULTS["memory"][key]["after"] = server.memory()
+            log(
+                f"python run {run + 1}/{RUNS} {key}: {r['rps']:,.0f} req/s, "
+                f"p50 {r['p50']:.2f} ms, p99 {r['p99']:.2f} ms"
+            )
+    for server in servers.values():
+        server.stop()
+        running.remove(server)
+
+
+def worker_rss(key, when="after"):
+    """The median RSS of a server's worker processes (its master left out), in KiB."""
+    rows = RESULTS["memory"].get(key, {}).get(when) or []
+    workers = [r[2] for r in rows if r[0] != "master"]
+    return median(workers) if workers else None
 
 
 class Reloadable:
@@ -1073,6 +1190,7 @@ def versions():
         "serve": run([SERVE, "--version"]),
         "nginx": nginx,
         "gunicorn": run([GUNICORN, "--version"]).replace("(version ", "").rstrip(")"),
+        "granian": run([GRANIAN, "--version"]) if os.path.exists(GRANIAN) else "–",
         "wrk": wrk_v,
         "python": platform.python_version(),
     }
@@ -1284,6 +1402,39 @@ def report():
             add(f"| {key} | {len(times)} | {spread(times, 1)} |")
         add("")
 
+    py = RESULTS["python"]
+    if py:
+        add("#### The pipeline in Python (WSGI, loaded by PasteDeploy)")
+        add("")
+        add(
+            "serve runs `bench/python/tutorial-pipeline.ini` itself (`--python target/bench/venv`, "
+            "one Python thread per worker); granian 2.8.7 `--interface wsgi` runs "
+            "`bench/python/granian_app.py` (the same file through `loadapp`); gunicorn gthread "
+            "`--paste` the same file with 4 threads. RSS per worker: the median over a server's "
+            "worker processes after load (master or supervisor left out)."
+        )
+        add("")
+        add("| server | workers | req/s | p50 ms | p99 ms | RSS per worker MiB | serve/this req/s |")
+        add("|---|---|---|---|---|---|---|")
+        for title, pattern in (
+            ("serve", "serve-py-{}"),
+            ("granian", "granian-{}"),
+            ("gunicorn gthread (4 threads)", "gunicorn-gthread-py-{}"),
+        ):
+            for n in WORKERS:
+                key = pattern.format(n)
+                runs = py.get(key)
+                if not runs:
+                    continue
+                rss = worker_rss(key)
+                add(
+                    f"| {title} | {n} | {spread([r['rps'] for r in runs], 0, True)} | "
+                    f"{spread([r['p50'] for r in runs])} | {spread([r['p99'] for r in runs])} | "
+                    f"{mib(rss) if rss else '–'} | "
+                    f"{fmt_ratio(ratio(rps_of(f'serve-py-{n}', 'python'), rps_of(key, 'python')))} |"
+                )
+        add("")
+
     add("#### Targets (serve, 4 workers)")
     add("")
     add("| target | measured | met |")
@@ -1325,6 +1476,14 @@ def report():
     if st.get("serve-4"):
         m = median(st["serve-4"])
         target("first answer ≤ 50 ms after exec (median)", f"{m:.1f} ms", m <= 50)
+    if py.get("serve-py-4") and py.get("granian-4"):
+        r = ratio(rps_of("serve-py-4", "python"), rps_of("granian-4", "python"))
+        target("Python pipeline: ≥ 1.3x granian req/s", fmt_ratio(r), check(r, 1.3, ge))
+        a, b = p99_of("serve-py-4", "python"), p99_of("granian-4", "python")
+        target("Python pipeline: p99 below granian's", f"{a:.2f} vs {b:.2f} ms", a < b)
+        a, b = worker_rss("serve-py-4"), worker_rss("granian-4")
+        if a and b:
+            target("Python pipeline: RSS per worker below granian's", f"{mib(a)} vs {mib(b)} MiB", a < b)
     add("")
     return "\n".join(lines)
 
@@ -1343,6 +1502,8 @@ def main():
             phase_idle(running)
         if "startup" in PHASES:
             phase_startup(running)
+        if "python" in PHASES:
+            phase_python(running)
     finally:
         for server in reversed(running):
             try:

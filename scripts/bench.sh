@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
 # Benchmarks serve against nginx, gunicorn and a bare hyper hello world on the same work (the
-# tutorial pipeline: configs/tutorial-pipeline.ini, and bench/python/ for gunicorn), over
+# tutorial pipeline: configs/tutorial-pipeline.ini, and bench/python/ for gunicorn), and serve's
+# embedded Python against granian and gunicorn on the pipeline in Python, over
 # loopback only; prints the results as Markdown and writes them to target/bench/results.md
 # (raw numbers in target/bench/results.json). BENCHMARKS.md says what is measured and how.
 #
-#   scripts/bench.sh                               # the full run: about 11 minutes
+#   scripts/bench.sh                               # the full run: about 18 minutes
 #   BENCH_DURATION=3 BENCH_RUNS=1 scripts/bench.sh  # a quick one
 #
 # Settings (environment): BENCH_DURATION (seconds per wrk run, 10), BENCH_RUNS (3),
 # BENCH_WARMUP (1), BENCH_CONNECTIONS (50), BENCH_RELOADS (serve, 100), BENCH_NGINX_RELOADS
 # (100), BENCH_GUNICORN_RELOADS (20), BENCH_IDLE_CONNS (10000), BENCH_STARTS (7), BENCH_ONLY
-# (phases, comma-separated: throughput,close,reload,idle,startup).
+# (phases, comma-separated: throughput,close,reload,idle,startup,python).
 #
 # Installs what is missing: wrk and nginx (Debian packages; the packaged nginx service is never
-# used, every nginx here runs from its own config under a temporary prefix), gunicorn and
-# PasteDeploy (pinned, in the venv target/bench/venv). Every process it starts is recorded by
+# used, every nginx here runs from its own config under a temporary prefix), gunicorn, granian
+# and PasteDeploy (pinned, in the venv target/bench/venv). Every process it starts is recorded by
 # PID and stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,7 @@ cd "$(dirname "$0")/.."
 export PYTHONDONTWRITEBYTECODE=1
 
 GUNICORN_VERSION=23.0.0
+GRANIAN_VERSION=2.8.7
 PASTEDEPLOY_VERSION=3.1.0
 VENV=target/bench/venv
 
@@ -61,9 +63,10 @@ export BENCH_NGINX="$NGINX_BIN" BENCH_WRK="$WRK_BIN"
 # --- Python: gunicorn + PasteDeploy, pinned, in a venv ---------------------------------------
 if ! "$VENV/bin/python" -c "
 import importlib.metadata as m, sys
-sys.exit(not (m.version('gunicorn') == '$GUNICORN_VERSION' and m.version('PasteDeploy') == '$PASTEDEPLOY_VERSION'))
+sys.exit(not (m.version('gunicorn') == '$GUNICORN_VERSION' and m.version('PasteDeploy') == '$PASTEDEPLOY_VERSION'
+              and m.version('granian') == '$GRANIAN_VERSION'))
 " 2>/dev/null; then
-    log "creating $VENV (gunicorn==$GUNICORN_VERSION PasteDeploy==$PASTEDEPLOY_VERSION)"
+    log "creating $VENV (gunicorn==$GUNICORN_VERSION granian==$GRANIAN_VERSION PasteDeploy==$PASTEDEPLOY_VERSION)"
     rm -rf "$VENV"
     mkdir -p target/bench
     if ! python3 -m venv "$VENV"; then
@@ -71,14 +74,17 @@ sys.exit(not (m.version('gunicorn') == '$GUNICORN_VERSION' and m.version('PasteD
         python3 -m venv "$VENV"
     fi
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-        "gunicorn==$GUNICORN_VERSION" "PasteDeploy==$PASTEDEPLOY_VERSION"
+        "gunicorn==$GUNICORN_VERSION" "granian==$GRANIAN_VERSION" "PasteDeploy==$PASTEDEPLOY_VERSION"
 fi
 
 # --- build -----------------------------------------------------------------------------------
 # hello_hyper is examples/hello_hyper.rs, built by its own small package (bench/hello_hyper/):
 # the serve package has no hyper dependency to build it as one of its examples.
-log "building serve and hello_hyper (release)"
+log "building serve (without and with the python feature) and hello_hyper (release)"
 cargo build --release --quiet -p serve --bin serve
+# Against the venv's Python (the embedded interpreter must be its minor version).
+PYO3_PYTHON="$PWD/$VENV/bin/python" cargo build --release --quiet -p serve --bin serve --features python \
+    --target-dir target/bench/python-build
 cargo build --release --quiet --locked --manifest-path bench/hello_hyper/Cargo.toml \
     --target-dir target/bench/hello_hyper
 
