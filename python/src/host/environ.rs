@@ -8,7 +8,8 @@
 //! spelt with a dash (as gunicorn and nginx do).
 
 use http::request::Parts;
-use http::{header, HeaderName, Version};
+use http::{header, Version};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 use worker::app::Mount;
@@ -17,8 +18,10 @@ use worker::server::RemoteAddr;
 
 /// What the environ takes from the host rather than the request.
 pub(crate) struct Context<'py> {
+    /// `(1, 0)`, made once per thread.
+    pub(crate) version: &'py Bound<'py, PyAny>,
     pub(crate) input: Bound<'py, PyAny>,
-    pub(crate) errors: Bound<'py, PyAny>,
+    pub(crate) errors: &'py Bound<'py, PyAny>,
     pub(crate) multithread: bool,
     pub(crate) multiprocess: bool,
 }
@@ -66,93 +69,111 @@ pub(crate) fn environ<'py>(
     context: Context<'py>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let env = PyDict::new(py);
-    env.set_item("REQUEST_METHOD", head.method.as_str())?;
+    // Constant keys are interned once: no new string per request.
+    env.set_item(intern!(py, "REQUEST_METHOD"), head.method.as_str())?;
     match head.extensions.get::<Mount>() {
         Some(mount) => {
-            env.set_item("SCRIPT_NAME", latin1(py, mount.script_name.as_bytes()))?;
-            env.set_item("PATH_INFO", latin1(py, mount.path_info.as_bytes()))?;
+            env.set_item(
+                intern!(py, "SCRIPT_NAME"),
+                latin1(py, mount.script_name.as_bytes()),
+            )?;
+            env.set_item(
+                intern!(py, "PATH_INFO"),
+                latin1(py, mount.path_info.as_bytes()),
+            )?;
         }
         None => {
-            env.set_item("SCRIPT_NAME", "")?;
-            env.set_item("PATH_INFO", latin1(py, &unquote(head.uri.path())))?;
+            env.set_item(intern!(py, "SCRIPT_NAME"), intern!(py, ""))?;
+            env.set_item(
+                intern!(py, "PATH_INFO"),
+                latin1(py, &unquote(head.uri.path())),
+            )?;
         }
     }
     env.set_item(
-        "QUERY_STRING",
+        intern!(py, "QUERY_STRING"),
         latin1(py, head.uri.query().unwrap_or("").as_bytes()),
     )?;
     env.set_item(
-        "SERVER_PROTOCOL",
+        intern!(py, "SERVER_PROTOCOL"),
         match head.version {
-            Version::HTTP_09 => "HTTP/0.9",
-            Version::HTTP_10 => "HTTP/1.0",
-            Version::HTTP_2 => "HTTP/2",
-            Version::HTTP_3 => "HTTP/3",
-            _ => "HTTP/1.1",
+            Version::HTTP_09 => intern!(py, "HTTP/0.9"),
+            Version::HTTP_10 => intern!(py, "HTTP/1.0"),
+            Version::HTTP_2 => intern!(py, "HTTP/2"),
+            Version::HTTP_3 => intern!(py, "HTTP/3"),
+            _ => intern!(py, "HTTP/1.1"),
         },
     )?;
     let remote = head.extensions.get::<RemoteAddr>();
     if let Some(remote) = remote {
-        env.set_item("REMOTE_ADDR", &*remote.addr)?;
+        env.set_item(intern!(py, "REMOTE_ADDR"), &*remote.addr)?;
         if let Some(port) = remote.port {
-            env.set_item("REMOTE_PORT", port.to_string())?;
+            env.set_item(intern!(py, "REMOTE_PORT"), port.to_string())?;
         }
     }
     let (name, port) = server_name(head, remote);
-    env.set_item("SERVER_NAME", name)?;
-    env.set_item("SERVER_PORT", port)?;
-    let mut cookie: Option<Vec<u8>> = None;
-    let mut fields: Vec<(&HeaderName, Vec<u8>)> = Vec::new();
-    for (name, value) in &head.headers {
+    env.set_item(intern!(py, "SERVER_NAME"), name)?;
+    env.set_item(intern!(py, "SERVER_PORT"), port)?;
+    let mut key = String::with_capacity(64);
+    let mut joined: Vec<u8> = Vec::new();
+    for name in head.headers.keys() {
         if name.as_str().contains('_') {
             continue;
         }
-        if name == header::COOKIE {
-            let joined = cookie.get_or_insert_with(Vec::new);
-            if !joined.is_empty() {
-                joined.extend_from_slice(b"; ");
-            }
-            joined.extend_from_slice(value.as_bytes());
+        let mut values = head.headers.get_all(name).iter();
+        let Some(first) = values.next() else {
             continue;
-        }
-        match fields.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, joined)) => {
-                joined.extend_from_slice(b", ");
-                joined.extend_from_slice(value.as_bytes());
-            }
-            None => fields.push((name, value.as_bytes().to_vec())),
-        }
-    }
-    for (name, value) in &fields {
-        let key = match *name {
-            n if n == header::CONTENT_TYPE => "CONTENT_TYPE".to_owned(),
-            n if n == header::CONTENT_LENGTH => "CONTENT_LENGTH".to_owned(),
-            n => format!("HTTP_{}", n.as_str().to_ascii_uppercase().replace('-', "_")),
         };
-        env.set_item(key, latin1(py, value))?;
-    }
-    if let Some(cookie) = cookie {
-        env.set_item("HTTP_COOKIE", latin1(py, &cookie))?;
+        let separator: &[u8] = if name == header::COOKIE { b"; " } else { b", " };
+        let value = match values.next() {
+            None => first.as_bytes(),
+            Some(second) => {
+                joined.clear();
+                joined.extend_from_slice(first.as_bytes());
+                for more in std::iter::once(second).chain(values) {
+                    joined.extend_from_slice(separator);
+                    joined.extend_from_slice(more.as_bytes());
+                }
+                &joined
+            }
+        };
+        let value = latin1(py, value);
+        if name == header::CONTENT_TYPE {
+            env.set_item(intern!(py, "CONTENT_TYPE"), value)?;
+        } else if name == header::CONTENT_LENGTH {
+            env.set_item(intern!(py, "CONTENT_LENGTH"), value)?;
+        } else if name == header::HOST {
+            env.set_item(intern!(py, "HTTP_HOST"), value)?;
+        } else {
+            key.clear();
+            key.push_str("HTTP_");
+            key.extend(name.as_str().chars().map(|c| match c {
+                '-' => '_',
+                c => c.to_ascii_uppercase(),
+            }));
+            env.set_item(key.as_str(), value)?;
+        }
     }
     if !head.headers.contains_key(header::HOST) {
         if let Some(authority) = head.uri.authority() {
-            env.set_item("HTTP_HOST", authority.as_str())?;
+            env.set_item(intern!(py, "HTTP_HOST"), authority.as_str())?;
         }
     }
-    let scheme = head
-        .extensions
-        .get::<UrlScheme>()
-        .map(|s| s.0.as_str())
-        .or_else(|| head.uri.scheme_str())
-        .unwrap_or("http");
-    env.set_item("wsgi.version", (1, 0))?;
-    env.set_item("wsgi.url_scheme", scheme)?;
-    env.set_item("wsgi.input", context.input)?;
-    env.set_item("wsgi.errors", context.errors)?;
-    env.set_item("wsgi.multithread", context.multithread)?;
-    env.set_item("wsgi.multiprocess", context.multiprocess)?;
-    env.set_item("wsgi.run_once", false)?;
-    env.set_item("wsgi.input_terminated", true)?;
+    let scheme = match head.extensions.get::<UrlScheme>() {
+        Some(scheme) => PyString::new(py, &scheme.0),
+        None => match head.uri.scheme_str() {
+            Some("https") => intern!(py, "https").clone(),
+            _ => intern!(py, "http").clone(),
+        },
+    };
+    env.set_item(intern!(py, "wsgi.version"), context.version)?;
+    env.set_item(intern!(py, "wsgi.url_scheme"), scheme)?;
+    env.set_item(intern!(py, "wsgi.input"), context.input)?;
+    env.set_item(intern!(py, "wsgi.errors"), context.errors)?;
+    env.set_item(intern!(py, "wsgi.multithread"), context.multithread)?;
+    env.set_item(intern!(py, "wsgi.multiprocess"), context.multiprocess)?;
+    env.set_item(intern!(py, "wsgi.run_once"), false)?;
+    env.set_item(intern!(py, "wsgi.input_terminated"), true)?;
     Ok(env)
 }
 

@@ -173,15 +173,27 @@ fn run(shared: &Arc<Shared>, queue: &Mutex<mpsc::Receiver<Job>>) {
             respond::log_exception(py, &e, "naming the Python thread failed");
         }
     });
-    Python::attach(|py| loop {
-        let job = py.detach(|| queue.lock().ok()?.blocking_recv());
-        match job {
-            None => return,
-            Some(Job::Call(call)) => {
-                shared.waiting.fetch_sub(1, Ordering::Relaxed);
-                respond::call(py, shared, call);
+    Python::attach(|py| {
+        let thread = match respond::PerThread::new(py) {
+            Ok(thread) => thread,
+            Err(e) => return respond::log_exception(py, &e, "a Python thread cannot start"),
+        };
+        loop {
+            // Work already queued is taken without letting go of the GIL (not waiting for
+            // the lock either: a sibling thread may hold it while it waits for work).
+            let queued = queue.try_lock().ok().and_then(|mut q| q.try_recv().ok());
+            let job = match queued {
+                Some(job) => Some(job),
+                None => py.detach(|| queue.lock().ok()?.blocking_recv()),
+            };
+            match job {
+                None => return,
+                Some(Job::Call(call)) => {
+                    shared.waiting.fetch_sub(1, Ordering::Relaxed);
+                    respond::call(py, shared, call, &thread);
+                }
+                Some(Job::Resume(streaming)) => streaming.resume(py, shared),
             }
-            Some(Job::Resume(streaming)) => streaming.resume(py, shared),
         }
     });
 }

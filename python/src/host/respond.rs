@@ -222,8 +222,29 @@ impl Write {
     }
 }
 
+/// What a Python thread makes once and hands every request: `wsgi.version` and
+/// `wsgi.errors` (which only writes to the log).
+pub(super) struct PerThread<'py> {
+    version: Bound<'py, PyAny>,
+    errors: Bound<'py, PyAny>,
+}
+
+impl<'py> PerThread<'py> {
+    pub(super) fn new(py: Python<'py>) -> PyResult<Self> {
+        Ok(PerThread {
+            version: (1, 0).into_pyobject(py)?.into_any(),
+            errors: Bound::new(py, Errors::default())?.into_any(),
+        })
+    }
+}
+
 /// Calls the app of `call` and sends its answer.
-pub(super) fn call(py: Python<'_>, shared: &Arc<Shared>, call: Call) {
+pub(super) fn call<'py>(
+    py: Python<'py>,
+    shared: &Arc<Shared>,
+    call: Call,
+    thread: &PerThread<'py>,
+) {
     let Call {
         app,
         head,
@@ -236,8 +257,9 @@ pub(super) fn call(py: Python<'_>, shared: &Arc<Shared>, call: Call) {
     };
     let called = (|| {
         let context = Context {
+            version: &thread.version,
             input: Bound::new(py, Input::new(input))?.into_any(),
-            errors: Bound::new(py, Errors::default())?.into_any(),
+            errors: &thread.errors,
             multithread: shared.settings.threads > 1,
             multiprocess: shared.settings.multiprocess,
         };
