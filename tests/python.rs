@@ -594,3 +594,84 @@ fn a_rust_urlmap_mounts_the_pyramid_app_with_script_name_and_path_info() {
     );
     assert_eq!(body(&request(&serve.addr, "/")), "Hello world!\n");
 }
+
+#[test]
+fn file_wrapper_sends_a_regular_file_from_where_the_app_left_it() {
+    let serve = conform(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data.bin");
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&path, &data).unwrap();
+    let mut stream = TcpStream::connect(&serve.addr).unwrap();
+    write!(
+        stream,
+        "GET /file?{} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
+        path.display()
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&response[..split]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200 ok"), "{head}");
+    // The worker knows the size: a Content-Length, not chunks.
+    assert!(head.contains("content-length: 299995"), "{head}");
+    assert!(
+        response[split + 4..] == data[5..],
+        "the file's bytes from offset 5"
+    );
+    // Not a regular file: the wrapper is iterated in Python, block by block.
+    assert_eq!(
+        body(&request(&serve.addr, "/file-pipe")),
+        "in memory, ".repeat(1000)
+    );
+}
+
+#[test]
+fn another_python_version_or_a_missing_egg_is_a_clear_error_in_check_and_at_start() {
+    // A stand-in interpreter that says it is Python 2.7.
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("python");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho '{\"executable\": \"/opt/py27/bin/python\", \"prefix\": \"/opt/py27\", \"version\": \"2.7\"}'\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let fake = fake.to_str().unwrap();
+    for args in [
+        vec!["check", "--python", fake, "tests/python/conform.ini"],
+        vec![
+            "--python",
+            fake,
+            "--bind",
+            "127.0.0.1:0",
+            "tests/python/conform.ini",
+        ],
+    ] {
+        let out = serve_output(&args);
+        assert!(!out.status.success(), "{args:?}");
+        let error = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            error.contains("/opt/py27/bin/python is Python 2.7, but this serve embeds Python 3."),
+            "{args:?}: {error}"
+        );
+    }
+    // PasteDeploy's texts for a missing distribution and a missing entry point.
+    let ini = dir.path().join("missing.ini");
+    std::fs::write(&ini, "[app:main]\nuse = egg:NoSuchProject\n").unwrap();
+    let out = serve_output(&["check", ini.to_str().unwrap()]);
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        error.contains("No package metadata was found for NoSuchProject"),
+        "{error}"
+    );
+    std::fs::write(&ini, "[app:main]\nuse = egg:PasteDeploy#nope\n").unwrap();
+    let out = serve_output(&["check", ini.to_str().unwrap()]);
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        error.contains("Entry point 'nope' not found in egg 'PasteDeploy'"),
+        "{error}"
+    );
+}

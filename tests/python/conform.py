@@ -206,6 +206,21 @@ class ConformApp:
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"logged\n"]
 
+    def do_file(self, environ, start_response):
+        """A file sent with wsgi.file_wrapper, from where the app left its position."""
+        path = environ.get("QUERY_STRING")
+        f = open(path, "rb")
+        f.seek(5)
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return environ["wsgi.file_wrapper"](f, 4096)
+
+    def do_file_pipe(self, environ, start_response):
+        """file_wrapper over something that is not a regular file: iterated in Python."""
+        import io
+
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return environ["wsgi.file_wrapper"](io.BytesIO(b"in memory, " * 1000), 100)
+
     def do_pid(self, environ, start_response):
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [str(os.getpid()).encode()]

@@ -22,6 +22,8 @@ pub(crate) struct Context<'py> {
     pub(crate) version: &'py Bound<'py, PyAny>,
     pub(crate) input: Bound<'py, PyAny>,
     pub(crate) errors: &'py Bound<'py, PyAny>,
+    /// The `wsgi.file_wrapper` type.
+    pub(crate) file_wrapper: &'py Bound<'py, PyAny>,
     pub(crate) multithread: bool,
     pub(crate) multiprocess: bool,
 }
@@ -174,6 +176,7 @@ pub(crate) fn environ<'py>(
     env.set_item(intern!(py, "wsgi.multiprocess"), context.multiprocess)?;
     env.set_item(intern!(py, "wsgi.run_once"), false)?;
     env.set_item(intern!(py, "wsgi.input_terminated"), true)?;
+    env.set_item(intern!(py, "wsgi.file_wrapper"), context.file_wrapper)?;
     Ok(env)
 }
 

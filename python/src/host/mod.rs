@@ -10,6 +10,7 @@
 
 mod environ;
 mod errors;
+mod files;
 mod input;
 mod load;
 mod respond;
@@ -220,5 +221,72 @@ impl http_body::Body for ChannelBody {
         self.chunks
             .poll_recv(cx)
             .map(|chunk| chunk.map(|chunk| chunk.map(http_body::Frame::data)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pyo3::types::PyDict;
+    use std::time::{Duration, Instant};
+
+    /// Python, started once for this test process as the `python3` on `PATH`.
+    fn python() {
+        static STARTED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+        STARTED.get_or_init(|| {
+            let env = crate::env::find(None).expect("a python3 on PATH");
+            crate::interp::initialize(&env.executable).expect("Python starts");
+        });
+    }
+
+    /// A WSGI app that sleeps `seconds` before answering.
+    fn sleepy(seconds: f64) -> Py<PyAny> {
+        Python::attach(|py| {
+            let scope = PyDict::new(py);
+            let code = format!(
+                "import time\ndef app(environ, start_response):\n    time.sleep({seconds})\n    start_response('200 OK', [])\n    return [b'slept']\n"
+            );
+            let code = std::ffi::CString::new(code).unwrap();
+            py.run(&code, Some(&scope), None).unwrap();
+            scope.get_item("app").unwrap().unwrap().unbind()
+        })
+    }
+
+    #[test]
+    fn the_host_is_busy_while_more_requests_wait_than_its_queue_holds() {
+        python();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let settings = HostSettings {
+            threads: 1,
+            queue: 2,
+            multiprocess: false,
+        };
+        let host = Host::start(settings, runtime.handle().clone()).unwrap();
+        let app = host.app(sleepy(0.2));
+        runtime.block_on(async {
+            assert!(!host.busy());
+            // One runs, two wait: the queue is full.
+            let calls: Vec<_> = (0..3)
+                .map(|_| {
+                    let app = app.clone();
+                    tokio::spawn(async move {
+                        let req = http::Request::get("/").body(Body::empty()).unwrap();
+                        worker::app::call(&app, req).await.status()
+                    })
+                })
+                .collect();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !host.busy() {
+                assert!(Instant::now() < deadline, "never busy");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            for call in calls {
+                assert_eq!(call.await.unwrap(), StatusCode::OK);
+            }
+            assert!(!host.busy(), "still busy once every request was answered");
+        });
     }
 }

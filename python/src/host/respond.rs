@@ -13,6 +13,7 @@
 
 use super::environ::{self, Context};
 use super::errors::Errors;
+use super::files::FileWrapper;
 use super::input::Input;
 use super::{Call, ChannelBody, Job, Shared, BODY_CHUNKS};
 use bytes::Bytes;
@@ -227,6 +228,7 @@ impl Write {
 pub(super) struct PerThread<'py> {
     version: Bound<'py, PyAny>,
     errors: Bound<'py, PyAny>,
+    file_wrapper: Bound<'py, PyAny>,
 }
 
 impl<'py> PerThread<'py> {
@@ -234,6 +236,7 @@ impl<'py> PerThread<'py> {
         Ok(PerThread {
             version: (1, 0).into_pyobject(py)?.into_any(),
             errors: Bound::new(py, Errors::default())?.into_any(),
+            file_wrapper: py.get_type::<FileWrapper>().into_any(),
         })
     }
 }
@@ -260,6 +263,7 @@ pub(super) fn call<'py>(
             version: &thread.version,
             input: Bound::new(py, Input::new(input))?.into_any(),
             errors: &thread.errors,
+            file_wrapper: &thread.file_wrapper,
             multithread: shared.settings.threads > 1,
             multiprocess: shared.settings.multiprocess,
         };
@@ -278,7 +282,47 @@ pub(super) fn call<'py>(
             return send_list(py, &start, list);
         }
     }
+    if let Ok(wrapper) = iterable.cast::<FileWrapper>() {
+        if send_file(py, shared, &start, &wrapper.borrow()) {
+            return close(py, &iterable);
+        }
+    }
     Streaming::begin(py, shared, start, iterable);
+}
+
+/// A `wsgi.file_wrapper` answer over a regular file: the worker sends the rest of the file, and
+/// the Python thread is free at once. False when the head is not ready or the file is not a
+/// regular one (the wrapper is then iterated like any other body).
+fn send_file(
+    py: Python<'_>,
+    shared: &Arc<Shared>,
+    start: &Py<StartResponse>,
+    wrapper: &FileWrapper,
+) -> bool {
+    let mut start = start.bind(py).borrow_mut();
+    if start.sent() || start.body.is_some() {
+        return false;
+    }
+    let Some(head) = start.head.as_mut() else {
+        return false;
+    };
+    let Some(file) = wrapper.regular_file(py) else {
+        return false;
+    };
+    if !head.headers.contains_key(http::header::CONTENT_LENGTH) {
+        head.headers.insert(
+            http::header::CONTENT_LENGTH,
+            HeaderValue::from(file.remaining),
+        );
+    }
+    match start.stream() {
+        Ok(Ok(sender)) => file.send(&shared.runtime, sender),
+        Ok(Err(Gone)) => {}
+        Err(e) => log_exception(py, &e, "the app answered wrongly"),
+    }
+    // The file task holds the only sender: the body ends when the file does.
+    start.body = None;
+    true
 }
 
 /// A list answer: the whole body at once, with a `Content-Length`.
