@@ -675,3 +675,25 @@ fn another_python_version_or_a_missing_egg_is_a_clear_error_in_check_and_at_star
         "{error}"
     );
 }
+
+#[test]
+fn a_python_composite_loads_its_apps_with_pastedeploy_itself() {
+    let pythonpath = root().join("tests/python");
+    let serve = Running::start_with_env(
+        Path::new(env!("CARGO_BIN_EXE_serve")),
+        &["tests/python/composite.ini"],
+        &[("PYTHONPATH", pythonpath.to_str().unwrap())],
+    );
+    let env = json(&body(&request(&serve.addr, "/one/environ")));
+    assert_eq!(env["SCRIPT_NAME"], "/one");
+    assert_eq!(env["PATH_INFO"], "/environ");
+    assert_eq!(env["_conf"]["local"], serde_json::json!({"which": "first"}));
+    assert_eq!(env["_conf"]["global"]["greeting"], "composed");
+    let response = request(&serve.addr, "/two/").to_ascii_lowercase();
+    assert!(
+        response.contains("x-python-filter: via-filter-with\r\n"),
+        "{response}"
+    );
+    assert_eq!(body(&response), "conform\n");
+    assert!(request(&serve.addr, "/three").starts_with("HTTP/1.1 404 "));
+}

@@ -35,6 +35,26 @@ def filter_factory(global_conf, **local_conf):
     return wrap
 
 
+def composite_factory(loader, global_conf, **local_conf):
+    """A Python composite: routes by the first path segment to the apps its loader (PasteDeploy's
+    own ConfigLoader) makes from the names in its settings."""
+    apps = {prefix.strip("/"): loader.get_app(name, global_conf=global_conf)
+            for prefix, name in local_conf.items() if prefix.startswith("/")}
+
+    def route(environ, start_response):
+        path = environ["PATH_INFO"]
+        first, _, rest = path.lstrip("/").partition("/")
+        app = apps.get(first)
+        if app is None:
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"no app under /" + first.encode("latin-1") + b"\n"]
+        environ["SCRIPT_NAME"] += "/" + first
+        environ["PATH_INFO"] = "/" + rest
+        return app(environ, start_response)
+
+    return route
+
+
 class Closing:
     """An iterable with close(), as PEP 3333 asks servers to call."""
 

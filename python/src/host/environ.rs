@@ -17,16 +17,27 @@ use worker::eggs::prefix::UrlScheme;
 use worker::server::RemoteAddr;
 
 /// What the environ takes from the host rather than the request.
-pub(crate) struct Context<'py> {
+pub(crate) struct Context<'a, 'py> {
     /// `(1, 0)`, made once per thread.
-    pub(crate) version: &'py Bound<'py, PyAny>,
+    pub(crate) version: &'a Bound<'py, PyAny>,
     pub(crate) input: Bound<'py, PyAny>,
-    pub(crate) errors: &'py Bound<'py, PyAny>,
+    pub(crate) errors: &'a Bound<'py, PyAny>,
     /// The `wsgi.file_wrapper` type.
-    pub(crate) file_wrapper: &'py Bound<'py, PyAny>,
+    pub(crate) file_wrapper: &'a Bound<'py, PyAny>,
+    /// The last listener address seen, as `SERVER_NAME` and `SERVER_PORT` strings.
+    pub(crate) server: &'a ServerCache<'py>,
     pub(crate) multithread: bool,
     pub(crate) multiprocess: bool,
 }
+
+/// A listener address and its `SERVER_NAME` and `SERVER_PORT`, kept by each Python thread.
+pub(crate) type ServerCache<'py> = std::cell::RefCell<
+    Option<(
+        std::net::SocketAddr,
+        Bound<'py, PyString>,
+        Bound<'py, PyString>,
+    )>,
+>;
 
 /// A native string: bytes as latin-1.
 pub(crate) fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
@@ -68,7 +79,7 @@ pub(crate) fn unquote(path: &str) -> Vec<u8> {
 pub(crate) fn environ<'py>(
     py: Python<'py>,
     head: &Parts,
-    context: Context<'py>,
+    context: Context<'_, 'py>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let env = PyDict::new(py);
     // Constant keys are interned once: no new string per request.
@@ -113,9 +124,27 @@ pub(crate) fn environ<'py>(
             env.set_item(intern!(py, "REMOTE_PORT"), port.to_string())?;
         }
     }
-    let (name, port) = server_name(head, remote);
-    env.set_item(intern!(py, "SERVER_NAME"), name)?;
-    env.set_item(intern!(py, "SERVER_PORT"), port)?;
+    match remote.and_then(|r| r.local) {
+        Some(local) => {
+            let mut cache = context.server.borrow_mut();
+            if cache.as_ref().is_none_or(|(addr, _, _)| *addr != local) {
+                *cache = Some((
+                    local,
+                    PyString::new(py, &local.ip().to_string()),
+                    PyString::new(py, &local.port().to_string()),
+                ));
+            }
+            if let Some((_, name, port)) = cache.as_ref() {
+                env.set_item(intern!(py, "SERVER_NAME"), name)?;
+                env.set_item(intern!(py, "SERVER_PORT"), port)?;
+            }
+        }
+        None => {
+            let (name, port) = server_name(head);
+            env.set_item(intern!(py, "SERVER_NAME"), name)?;
+            env.set_item(intern!(py, "SERVER_PORT"), port)?;
+        }
+    }
     let mut key = String::with_capacity(64);
     let mut joined: Vec<u8> = Vec::new();
     for name in head.headers.keys() {
@@ -180,11 +209,9 @@ pub(crate) fn environ<'py>(
     Ok(env)
 }
 
-/// `SERVER_NAME` and `SERVER_PORT`: the listener's address, else the `Host` field.
-fn server_name(head: &Parts, remote: Option<&RemoteAddr>) -> (String, String) {
-    if let Some(local) = remote.and_then(|r| r.local) {
-        return (local.ip().to_string(), local.port().to_string());
-    }
+/// `SERVER_NAME` and `SERVER_PORT` without a listener address (a unix socket): the `Host`
+/// field.
+fn server_name(head: &Parts) -> (String, String) {
     let host = head
         .headers
         .get(header::HOST)

@@ -61,7 +61,19 @@ pub(crate) struct Input {
     start: usize,
 }
 
+impl Feed {
+    /// Whether the request has no body at all.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.chunks.is_none()
+    }
+}
+
 impl Input {
+    /// The input of a request without a body.
+    pub(crate) fn empty() -> Input {
+        Input::new(Feed { chunks: None })
+    }
+
     pub(crate) fn new(feed: Feed) -> Input {
         Input {
             chunks: feed.chunks,

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use pyo3::exceptions::{PyAssertionError, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyIterator, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyIterator, PyList, PyString, PyTuple};
 use std::sync::Arc;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
@@ -165,11 +165,21 @@ fn head(status: &str, headers: &Bound<'_, PyAny>) -> PyResult<Head> {
         let pair = item.cast::<PyTuple>().map_err(|_| {
             PyTypeError::new_err("response headers must be a list of (name, value) tuples")
         })?;
-        let (name, value): (String, String) = pair.extract()?;
+        let text = |i: usize| -> PyResult<Bound<'_, PyString>> {
+            pair.get_item(i)?
+                .cast_into::<PyString>()
+                .map_err(|_| PyTypeError::new_err("header names and values must be str"))
+        };
+        let (name, value) = (text(0)?, text(1)?);
+        let (name, value) = (name.to_str()?, value.to_str()?);
         let name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| PyValueError::new_err(format!("invalid header name {name:?}")))?;
-        let value = HeaderValue::from_bytes(&latin1_bytes(&value)?)
-            .map_err(|_| PyValueError::new_err(format!("invalid value for header {name}")))?;
+        let value = if value.is_ascii() {
+            HeaderValue::from_str(value)
+        } else {
+            HeaderValue::from_bytes(&latin1_bytes(value)?)
+        }
+        .map_err(|_| PyValueError::new_err(format!("invalid value for header {name}")))?;
         if is_hop_by_hop(&name) {
             tracing::debug!("dropped the hop-by-hop header {name} the app set");
             continue;
@@ -227,6 +237,16 @@ impl Write {
 /// `wsgi.errors` (which only writes to the log).
 pub(super) struct PerThread<'py> {
     version: Bound<'py, PyAny>,
+    /// `wsgi.input` of every request without a body (it holds no state).
+    no_body: Bound<'py, PyAny>,
+    /// `SERVER_NAME` and `SERVER_PORT` of the last listener seen (a worker has few).
+    server: std::cell::RefCell<
+        Option<(
+            std::net::SocketAddr,
+            Bound<'py, PyString>,
+            Bound<'py, PyString>,
+        )>,
+    >,
     errors: Bound<'py, PyAny>,
     file_wrapper: Bound<'py, PyAny>,
 }
@@ -235,6 +255,8 @@ impl<'py> PerThread<'py> {
     pub(super) fn new(py: Python<'py>) -> PyResult<Self> {
         Ok(PerThread {
             version: (1, 0).into_pyobject(py)?.into_any(),
+            no_body: Bound::new(py, Input::empty())?.into_any(),
+            server: std::cell::RefCell::new(None),
             errors: Bound::new(py, Errors::default())?.into_any(),
             file_wrapper: py.get_type::<FileWrapper>().into_any(),
         })
@@ -261,7 +283,12 @@ pub(super) fn call<'py>(
     let called = (|| {
         let context = Context {
             version: &thread.version,
-            input: Bound::new(py, Input::new(input))?.into_any(),
+            input: if input.is_empty() {
+                thread.no_body.clone()
+            } else {
+                Bound::new(py, Input::new(input))?.into_any()
+            },
+            server: &thread.server,
             errors: &thread.errors,
             file_wrapper: &thread.file_wrapper,
             multithread: shared.settings.threads > 1,
