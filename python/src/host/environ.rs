@@ -127,7 +127,7 @@ pub(crate) fn environ<'py>(
     match remote.and_then(|r| r.local) {
         Some(local) => {
             let mut cache = context.server.borrow_mut();
-            if cache.as_ref().is_none_or(|(addr, _, _)| *addr != local) {
+            if cache.as_ref().map_or(true, |(addr, _, _)| *addr != local) {
                 *cache = Some((
                     local,
                     PyString::new(py, &local.ip().to_string()),

@@ -240,13 +240,7 @@ pub(super) struct PerThread<'py> {
     /// `wsgi.input` of every request without a body (it holds no state).
     no_body: Bound<'py, PyAny>,
     /// `SERVER_NAME` and `SERVER_PORT` of the last listener seen (a worker has few).
-    server: std::cell::RefCell<
-        Option<(
-            std::net::SocketAddr,
-            Bound<'py, PyString>,
-            Bound<'py, PyString>,
-        )>,
-    >,
+    server: environ::ServerCache<'py>,
     errors: Bound<'py, PyAny>,
     file_wrapper: Bound<'py, PyAny>,
 }
