@@ -1216,7 +1216,8 @@ def report():
     add("")
     add(
         f"{v['cpu']}, {v['cores']} cores, Linux {v['kernel']}; {v['serve']} ({v['rustc']}), "
-        f"nginx {v['nginx']}, {v['gunicorn']} (Python {v['python']}), {v['wrk']}."
+        f"nginx {v['nginx']}, {v['gunicorn']} (Python {v['python']}), "
+        f"granian {v.get('granian', '–')}, {v['wrk']}."
     )
     add(
         f"wrk -t1 -c{CONNS} -d{DURATION}s --latency, {RUNS} runs per cell (interleaved across "
