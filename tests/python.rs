@@ -697,3 +697,27 @@ fn a_python_composite_loads_its_apps_with_pastedeploy_itself() {
     assert_eq!(body(&response), "conform\n");
     assert!(request(&serve.addr, "/three").starts_with("HTTP/1.1 404 "));
 }
+
+#[test]
+fn threads_are_python_threads_that_serve_requests_side_by_side() {
+    let serve = conform(&["--threads", "3"]);
+    let env = json(&body(&request(&serve.addr, "/environ")));
+    assert_eq!(env["wsgi.multithread"], true);
+    assert_eq!(env["wsgi.multiprocess"], false);
+    // Three requests that each sleep 0.6 s in Python finish together, not one after another.
+    let started = Instant::now();
+    let calls: Vec<_> = (0..3)
+        .map(|_| {
+            let addr = serve.addr.clone();
+            std::thread::spawn(move || body(&request(&addr, "/slow?0.6")))
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.join().unwrap(), "slow\n");
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+}
