@@ -78,14 +78,14 @@ pub fn interpreter(explicit: Option<&Path>) -> Result<PathBuf, FindError> {
 /// Finds the environment and checks that this build can host it.
 pub fn find(explicit: Option<&Path>) -> Result<Environment, FindError> {
     let path = interpreter(explicit)?;
-    let output = Command::new(&path)
-        .args(["-c", DESCRIBE])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|source| FindError::Run {
-            path: path.clone(),
-            source,
-        })?;
+    let output = crate::child::output(
+        Command::new(&path).args(["-c", DESCRIBE]),
+        crate::child::DEADLINE,
+    )
+    .map_err(|source| FindError::Run {
+        path: path.clone(),
+        source,
+    })?;
     if !output.status.success() {
         return Err(FindError::Failed {
             path,

@@ -10,6 +10,7 @@
 //! loader. In a worker, [`interp`] starts the interpreter with the environment's settings and
 //! [`host`] runs the plan's Python segments as WSGI apps behind hyper.
 
+pub mod child;
 pub mod eggs;
 pub mod env;
 pub mod host;

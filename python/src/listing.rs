@@ -53,7 +53,7 @@ pub struct Listing {
 #[derive(Debug, Error)]
 pub enum ListingError {
     /// The child did not start.
-    #[error("cannot start {exe} {SUBCOMMAND}: {source}")]
+    #[error("running {exe} {SUBCOMMAND} failed: {source}")]
     Spawn {
         exe: PathBuf,
         source: std::io::Error,
@@ -100,15 +100,16 @@ result = json.dumps({
 
 /// Reads `env` through the child `serve_exe python-eggs`.
 pub fn read(serve_exe: &Path, env: &Environment) -> Result<Listing, ListingError> {
-    let output = Command::new(serve_exe)
-        .arg(SUBCOMMAND)
-        .env(PYTHON_VAR, &env.executable)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|source| ListingError::Spawn {
-            exe: serve_exe.to_owned(),
-            source,
-        })?;
+    let output = crate::child::output(
+        Command::new(serve_exe)
+            .arg(SUBCOMMAND)
+            .env(PYTHON_VAR, &env.executable),
+        crate::child::DEADLINE,
+    )
+    .map_err(|source| ListingError::Spawn {
+        exe: serve_exe.to_owned(),
+        source,
+    })?;
     let child = |message: String| ListingError::Child {
         python: env.executable.clone(),
         message,
