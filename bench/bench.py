@@ -477,18 +477,22 @@ http {{
         return signal.SIGQUIT  # graceful shutdown; TERM is nginx's fast one
 
 
-class Gunicorn(Server):
+class PythonFixture(Server):
+    """A server of the pipeline in Python: it imports bench/python (benchapp, granian_app)."""
+
+    def env(self):
+        env = dict(os.environ)
+        env["PYTHONPATH"] = PY_PATH
+        return env
+
+
+class Gunicorn(PythonFixture):
     kind = "gunicorn"
 
     def __init__(self, workers, worker_class, label=None, ini=PY_PIPELINE_INI):
         super().__init__(label or f"gunicorn-{worker_class}-{workers}", workers)
         self.worker_class = worker_class
         self.ini = ini
-
-    def env(self):
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.path.join(ROOT, "bench/python")
-        return env
 
     def argv(self):
         argv = [
@@ -507,18 +511,13 @@ class Gunicorn(Server):
         return argv
 
 
-class ServePython(Server):
+class ServePython(PythonFixture):
     """serve with the Python pipeline, one Python thread per worker (the default)."""
 
     kind = "serve"
 
     def __init__(self, workers, label=None):
         super().__init__(label or f"serve-py-{workers}", workers)
-
-    def env(self):
-        env = dict(os.environ)
-        env["PYTHONPATH"] = PY_PATH
-        return env
 
     def argv(self):
         return [
@@ -536,18 +535,13 @@ class ServePython(Server):
         return "ready: generation 1," in self.log_text()
 
 
-class Granian(Server):
+class Granian(PythonFixture):
     """granian's WSGI interface on the same pipeline, loaded by PasteDeploy (granian_app.py)."""
 
     kind = "granian"
 
     def __init__(self, workers, label=None):
         super().__init__(label or f"granian-{workers}", workers)
-
-    def env(self):
-        env = dict(os.environ)
-        env["PYTHONPATH"] = PY_PATH
-        return env
 
     def argv(self):
         return [
@@ -1217,7 +1211,7 @@ def report():
     add(
         f"{v['cpu']}, {v['cores']} cores, Linux {v['kernel']}; {v['serve']} ({v['rustc']}), "
         f"nginx {v['nginx']}, {v['gunicorn']} (Python {v['python']}), "
-        f"granian {v.get('granian', '–')}, {v['wrk']}."
+        f"{v.get('granian', 'granian –')}, {v['wrk']}."
     )
     add(
         f"wrk -t1 -c{CONNS} -d{DURATION}s --latency, {RUNS} runs per cell (interleaved across "
