@@ -721,3 +721,63 @@ fn threads_are_python_threads_that_serve_requests_side_by_side() {
         started.elapsed()
     );
 }
+
+#[test]
+fn a_drained_worker_runs_the_apps_atexit_functions() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("atexit.log");
+    let pythonpath = root().join("tests/python");
+    let mut serve = Running::start_with_env(
+        Path::new(env!("CARGO_BIN_EXE_serve")),
+        &["--workers", "2", "tests/python/conform.ini"],
+        &[
+            ("PYTHONPATH", pythonpath.to_str().unwrap()),
+            ("CONFORM_ATEXIT", marker.to_str().unwrap()),
+        ],
+    );
+    assert_eq!(body(&request(&serve.addr, "/")), "conform\n");
+    serve.signal("TERM");
+    assert_eq!(serve.wait_exit(), Some(0));
+    let text = std::fs::read_to_string(&marker).unwrap_or_default();
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("exited ")).count(),
+        2,
+        "{text:?}"
+    );
+}
+
+#[test]
+fn an_unread_request_body_does_not_hold_up_the_next_request_on_the_connection() {
+    let serve = conform(&[]);
+    let mut stream = TcpStream::connect(&serve.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // /cycle ignores its body and keeps its environ (and wsgi.input) alive in a reference
+    // cycle; 1 MiB is far more than the pump reads ahead.
+    let payload = "x".repeat(1 << 20);
+    write!(
+        stream,
+        "POST /cycle HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n\r\n",
+        payload.len()
+    )
+    .unwrap();
+    let writer = {
+        let mut stream = stream.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let _ = stream.write_all(payload.as_bytes());
+            let _ = stream.write_all(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+        })
+    };
+    let mut response = String::new();
+    let started = Instant::now();
+    // hyper answers both, or closes after the first; neither may hang.
+    let _ = stream.read_to_string(&mut response);
+    writer.join().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+}

@@ -17,14 +17,18 @@ pub fn output(command: &mut Command, deadline: Duration) -> io::Result<Output> {
         .stderr(Stdio::piped())
         .spawn()?;
     // Both pipes are drained while waiting, so a chatty child never blocks on a full pipe.
+    // The readers answer through channels, so that a grandchild holding a pipe open cannot
+    // keep this call waiting past the deadline either.
     let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        let (sender, receiver) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut data = Vec::new();
             if let Some(mut pipe) = pipe {
                 let _ = pipe.read_to_end(&mut data);
             }
-            data
-        })
+            let _ = sender.send(data);
+        });
+        receiver
     };
     let stdout = drain(
         child
@@ -39,24 +43,33 @@ pub fn output(command: &mut Command, deadline: Duration) -> io::Result<Output> {
             .map(|p| Box::new(p) as Box<dyn Read + Send>),
     );
     let until = Instant::now() + deadline;
+    let timed_out = || {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("no answer within {} s", deadline.as_secs()),
+        )
+    };
     let status = loop {
-        if let Some(status) = child.try_wait()? {
+        let waited = child.try_wait();
+        if let Ok(Some(status)) = waited {
             break status;
         }
-        if Instant::now() >= until {
+        if waited.is_err() || Instant::now() >= until {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("no answer within {} s", deadline.as_secs()),
-            ));
+            return Err(waited.err().unwrap_or_else(timed_out));
         }
         std::thread::sleep(Duration::from_millis(5));
     };
+    let left = |receiver: &std::sync::mpsc::Receiver<Vec<u8>>| {
+        receiver
+            .recv_timeout(until.saturating_duration_since(Instant::now()))
+            .map_err(|_| timed_out())
+    };
     Ok(Output {
         status,
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: stderr.join().unwrap_or_default(),
+        stdout: left(&stdout)?,
+        stderr: left(&stderr)?,
     })
 }
 
@@ -71,6 +84,18 @@ mod tests {
             output(Command::new("sleep").arg("30"), Duration::from_millis(200)).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::TimedOut);
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_grandchild_holding_the_pipes_does_not_outlast_the_deadline() {
+        let started = Instant::now();
+        let error = output(
+            Command::new("sh").args(["-c", "sleep 3 & echo started"]),
+            Duration::from_millis(300),
+        )
+        .unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        assert!(started.elapsed() < Duration::from_secs(2));
     }
 
     #[test]

@@ -200,6 +200,15 @@ impl Worker {
         Vec::new()
     }
 
+    /// The worker is leaving: the app's `atexit` functions run after a drain (`drained`), and
+    /// Python's buffered output is flushed either way.
+    pub fn finish(&self, drained: bool) {
+        #[cfg(feature = "python")]
+        serve_python::host::finish(drained);
+        #[cfg(not(feature = "python"))]
+        let _ = drained;
+    }
+
     /// After the app is loaded: puts back any signal handler the app's import replaced.
     pub fn loaded(&self) {
         #[cfg(feature = "python")]

@@ -143,6 +143,13 @@ async fn serve(
         return ExitCode::FAILURE;
     }
     let number = handed.number;
+    // Python's exit: `atexit` functions after a drain, buffered output flushed always.
+    let leave = |drained: bool| {
+        if let Some(python) = &python {
+            python.finish(drained);
+        }
+        ExitCode::SUCCESS
+    };
     let mut beat = tokio::time::interval(HEARTBEAT);
     let mut scratch = [0u8; 64];
     loop {
@@ -160,8 +167,8 @@ async fn serve(
                 }
             }
             _ = terminate.recv() => break,
-            _ = interrupt.recv() => return ExitCode::SUCCESS,
-            _ = quit.recv() => return ExitCode::SUCCESS,
+            _ = interrupt.recv() => return leave(false),
+            _ = quit.recv() => return leave(false),
             _ = reopen.recv() => {
                 for (path, error) in worker::eggs::serve::accesslog::reopen_all() {
                     tracing::error!("cannot reopen {}: {error}", path.display());
@@ -177,8 +184,8 @@ async fn serve(
     let report = tokio::select! {
         report = server.drain(LINGER, settings.graceful_timeout) => report,
         // A second signal does not wait for the drain.
-        _ = interrupt.recv() => return ExitCode::SUCCESS,
-        _ = quit.recv() => return ExitCode::SUCCESS,
+        _ = interrupt.recv() => return leave(false),
+        _ = quit.recv() => return leave(false),
     };
     if report.abandoned > 0 {
         tracing::warn!(
@@ -186,5 +193,5 @@ async fn serve(
             report.abandoned
         );
     }
-    ExitCode::SUCCESS
+    leave(true)
 }

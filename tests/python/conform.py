@@ -10,6 +10,12 @@ import sys
 import threading
 import time
 
+# A file the worker's exit writes to, when the environment names one (atexit runs after a drain).
+if os.environ.get("CONFORM_ATEXIT"):
+    import atexit
+
+    atexit.register(lambda: open(os.environ["CONFORM_ATEXIT"], "a").write("exited %d\n" % os.getpid()))
+
 # What close() calls the server made, by path; read back through /closed.
 CLOSED = []
 _lock = threading.Lock()
@@ -212,6 +218,13 @@ class ConformApp:
         time.sleep(float(environ.get("QUERY_STRING") or 0.5))
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"slow\n"]
+
+    def do_cycle(self, environ, start_response):
+        """Ignores its body and leaves the environ in a reference cycle (as Werkzeug's request
+        object does), so only the garbage collector would free wsgi.input."""
+        environ["conform.self"] = environ
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"cycle\n"]
 
     def do_sigint(self, environ, start_response):
         import signal

@@ -3,16 +3,17 @@
 //! `environ['wsgi.file_wrapper'](filelike, blksize)` gives an iterable that reads `filelike`
 //! in blocks (PEP 3333's fallback, used for anything that is not a regular file). When an app
 //! returns it unchanged and `filelike` is a regular file (it has a `fileno()`), the worker
-//! duplicates the descriptor and reads the rest of the file on the runtime's blocking pool,
-//! from the file's current position, while the Python thread goes on to the next request. The
+//! duplicates the descriptor and reads the rest of the file on the runtime's blocking pool (a
+//! block at a time, at offsets of its own, sent as the client takes them), from the file's
+//! current position, while the Python thread goes on to the next request. The
 //! app's `close()` is called at once, as the response no longer needs the Python object.
 
 use bytes::Bytes;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::unix::fs::FileExt;
 use tokio::sync::mpsc;
 use worker::body::BoxError;
 
@@ -61,10 +62,12 @@ impl FileWrapper {
     }
 }
 
-/// A regular file to send, positioned where the app left it.
+/// A regular file to send, from where the app left it.
 pub(crate) struct OpenFile {
     file: File,
-    /// Bytes from the position to the end.
+    /// Where to start reading.
+    offset: u64,
+    /// Bytes from there to the end.
     pub(crate) remaining: u64,
 }
 
@@ -72,54 +75,72 @@ impl FileWrapper {
     /// The file behind the wrapper, when it is a regular file with a descriptor.
     pub(crate) fn regular_file(&self, py: Python<'_>) -> Option<OpenFile> {
         let filelike = self.filelike.bind(py);
-        // Python may hold bytes it read ahead: flush its view by asking where it is.
+        // Python may hold bytes it read ahead: its own position is the one that counts.
         let position: u64 = filelike.call_method0("tell").ok()?.extract().ok()?;
         let fd: i32 = filelike.call_method0("fileno").ok()?.extract().ok()?;
-        // SAFETY: the descriptor belongs to the Python file object, which is alive for this
-        // call; it is only duplicated here, never closed.
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: `fd` is not -1 (checked above), and it is only used for this call, to make
+        // a duplicate: if it is not an open descriptor, the duplication fails with EBADF and
+        // nothing is sent. The original stays the Python object's; it is never closed here.
         let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
         let owned: OwnedFd = borrowed.try_clone_to_owned().ok()?;
-        let mut file = File::from(owned);
+        let file = File::from(owned);
         let meta = file.metadata().ok()?;
         if !meta.is_file() {
             return None;
         }
-        file.seek(SeekFrom::Start(position)).ok()?;
         Some(OpenFile {
             file,
+            offset: position,
             remaining: meta.len().saturating_sub(position),
         })
     }
 }
 
 impl OpenFile {
-    /// Streams the file into `chunks` from the blocking pool, up to what it held when sent.
+    /// Streams the file into `chunks`: each block is read on the blocking pool at an offset
+    /// of its own (the duplicate shares the app's file position, which it must not move),
+    /// and sent from the runtime, so a slow client holds no thread.
     pub(crate) fn send(
         self,
         runtime: &tokio::runtime::Handle,
         chunks: mpsc::Sender<Result<Bytes, BoxError>>,
     ) {
         let OpenFile {
-            mut file,
+            file,
+            mut offset,
             mut remaining,
         } = self;
-        runtime.spawn_blocking(move || {
-            let mut buffer = vec![0u8; BLOCK];
+        let file = std::sync::Arc::new(file);
+        runtime.spawn(async move {
             while remaining > 0 {
                 let want = usize::try_from(remaining).unwrap_or(BLOCK).min(BLOCK);
-                match file.read(&mut buffer[..want]) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        remaining -= n as u64;
-                        let chunk = Bytes::copy_from_slice(&buffer[..n]);
-                        if chunks.blocking_send(Ok(chunk)).is_err() {
-                            return; // the client went away
-                        }
-                    }
-                    Err(e) => {
-                        let _ = chunks.blocking_send(Err(e.into()));
+                let reading = std::sync::Arc::clone(&file);
+                let read = tokio::task::spawn_blocking(move || {
+                    let mut buffer = vec![0u8; want];
+                    let n = reading.read_at(&mut buffer, offset)?;
+                    buffer.truncate(n);
+                    Ok::<_, std::io::Error>(buffer)
+                })
+                .await;
+                let chunk = match read {
+                    Ok(Ok(block)) if block.is_empty() => return,
+                    Ok(Ok(block)) => block,
+                    Ok(Err(e)) => {
+                        let _ = chunks.send(Err(e.into())).await;
                         return;
                     }
+                    Err(e) => {
+                        let _ = chunks.send(Err(e.into())).await;
+                        return;
+                    }
+                };
+                offset += chunk.len() as u64;
+                remaining -= chunk.len() as u64;
+                if chunks.send(Ok(Bytes::from(chunk))).await.is_err() {
+                    return; // the client went away
                 }
             }
         });

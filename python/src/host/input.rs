@@ -10,7 +10,7 @@ use http_body_util::BodyExt;
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use worker::body::Body;
 
 /// Body chunks read ahead of the app.
@@ -19,36 +19,52 @@ const AHEAD: usize = 4;
 /// The request body on its way to a Python thread.
 pub(crate) struct Feed {
     chunks: Option<Chunks>,
+    /// Ends the pump (sent or dropped): once the response is complete, a body the app did not
+    /// read is let go of, so hyper can finish the connection's request without waiting for
+    /// Python to free the environ.
+    pub(crate) stop: Option<oneshot::Sender<()>>,
 }
 
 impl Feed {
     /// Starts pumping `body` (nothing to pump when it is already complete and empty).
     pub(crate) fn start(body: Body, runtime: &tokio::runtime::Handle) -> Feed {
         if http_body::Body::is_end_stream(&body) {
-            return Feed { chunks: None };
+            return Feed {
+                chunks: None,
+                stop: None,
+            };
         }
         let (sender, chunks) = mpsc::channel(AHEAD);
+        let (stop, mut stopped) = oneshot::channel::<()>();
         runtime.spawn(async move {
             let mut body = body;
-            while let Some(frame) = body.frame().await {
-                let sent = match frame {
-                    Ok(frame) => match frame.into_data() {
+            loop {
+                let frame = tokio::select! {
+                    _ = &mut stopped => return,
+                    frame = body.frame() => frame,
+                };
+                let item = match frame {
+                    None => return,
+                    Some(Ok(frame)) => match frame.into_data() {
                         Ok(data) if data.is_empty() => continue,
-                        Ok(data) => sender.send(Ok(data)).await,
+                        Ok(data) => Ok(data),
                         Err(_trailers) => continue,
                     },
-                    Err(e) => {
-                        let _ = sender.send(Err(e)).await;
-                        return;
-                    }
+                    Some(Err(e)) => Err(e),
                 };
-                if sent.is_err() {
-                    return; // the app is done with the request
+                let failed = item.is_err();
+                let sent = tokio::select! {
+                    _ = &mut stopped => return,
+                    sent = sender.send(item) => sent,
+                };
+                if sent.is_err() || failed {
+                    return; // the app is done with the request, or the body broke
                 }
             }
         });
         Feed {
             chunks: Some(chunks),
+            stop: Some(stop),
         }
     }
 }
@@ -71,7 +87,10 @@ impl Feed {
 impl Input {
     /// The input of a request without a body.
     pub(crate) fn empty() -> Input {
-        Input::new(Feed { chunks: None })
+        Input::new(Feed {
+            chunks: None,
+            stop: None,
+        })
     }
 
     pub(crate) fn new(feed: Feed) -> Input {

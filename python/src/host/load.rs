@@ -84,6 +84,21 @@ pub fn imported_sources() -> Vec<std::path::PathBuf> {
     })
 }
 
+/// The worker is leaving: runs the app's `atexit` functions when it drained (not on a quick
+/// stop), and flushes what Python still buffers for stdout and stderr.
+pub fn finish(run_atexit: bool) {
+    Python::attach(|py| {
+        let code = if run_atexit {
+            c"import atexit, sys\natexit._run_exitfuncs()\nsys.stdout.flush()\nsys.stderr.flush()\n"
+        } else {
+            c"import sys\nsys.stdout.flush()\nsys.stderr.flush()\n"
+        };
+        if let Err(e) = py.run(code, None, None) {
+            log_exception(py, &e, "Python's exit functions failed");
+        }
+    });
+}
+
 /// Configures Python's `logging` from the file's `[loggers]` sections, as `pserve` does; true
 /// when it had them.
 pub fn setup_logging(config: &Path) -> Result<bool, LoadError> {

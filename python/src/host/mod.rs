@@ -15,7 +15,7 @@ mod input;
 mod load;
 mod respond;
 
-pub use load::{imported_sources, load_segment, setup_logging, LoadError};
+pub use load::{finish, imported_sources, load_segment, setup_logging, LoadError};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -131,7 +131,7 @@ async fn call(shared: &Arc<Shared>, app: Arc<Py<PyAny>>, req: Request<Body>) -> 
     let (head, body) = req.into_parts();
     let input = input::Feed::start(body, &shared.runtime);
     let (reply, response) = oneshot::channel();
-    shared.waiting.fetch_add(1, Ordering::Relaxed);
+    let mut waiting = Waiting::count(&shared.waiting);
     let queued = shared
         .jobs
         .send(Job::Call(Call {
@@ -142,9 +142,10 @@ async fn call(shared: &Arc<Shared>, app: Arc<Py<PyAny>>, req: Request<Body>) -> 
         }))
         .await;
     if queued.is_err() {
-        shared.waiting.fetch_sub(1, Ordering::Relaxed);
         return unavailable();
     }
+    // Queued: the Python thread that takes it counts it off.
+    waiting.handed_over();
     response.await.unwrap_or_else(|_| {
         // The thread dropped the reply: the app failed in a way already logged.
         text(
@@ -152,6 +153,35 @@ async fn call(shared: &Arc<Shared>, app: Arc<Py<PyAny>>, req: Request<Body>) -> 
             "500 Internal Server Error\n",
         )
     })
+}
+
+/// One request counted as waiting for a Python thread until it is queued; counted off again if
+/// it never is (the client left while the queue was full, and the future was dropped).
+struct Waiting<'a> {
+    count: &'a AtomicUsize,
+    queued: bool,
+}
+
+impl<'a> Waiting<'a> {
+    fn count(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Waiting {
+            count,
+            queued: false,
+        }
+    }
+
+    fn handed_over(&mut self) {
+        self.queued = true;
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if !self.queued {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 fn unavailable() -> Response<Body> {
@@ -187,13 +217,21 @@ fn run(shared: &Arc<Shared>, queue: &Mutex<mpsc::Receiver<Job>>) {
                 Some(job) => Some(job),
                 None => py.detach(|| queue.lock().ok()?.blocking_recv()),
             };
-            match job {
-                None => return,
-                Some(Job::Call(call)) => {
+            let Some(job) = job else { return };
+            // A bug of ours that panics fails one request, not the thread (and with it every
+            // request after it).
+            let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match job {
+                Job::Call(call) => {
                     shared.waiting.fetch_sub(1, Ordering::Relaxed);
                     respond::call(py, shared, call, &thread);
                 }
-                Some(Job::Resume(streaming)) => streaming.resume(py, shared),
+                Job::Resume(streaming) => streaming.resume(py, shared),
+            }));
+            if let Err(panic) = done {
+                tracing::error!(
+                    panic = worker::app::panic_message(panic.as_ref()),
+                    "the Python host panicked while serving a request"
+                );
             }
         }
     });
@@ -287,6 +325,44 @@ mod tests {
                 assert_eq!(call.await.unwrap(), StatusCode::OK);
             }
             assert!(!host.busy(), "still busy once every request was answered");
+        });
+    }
+
+    #[test]
+    fn a_request_dropped_while_it_waits_for_the_queue_is_counted_off() {
+        python();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let settings = HostSettings {
+            threads: 1,
+            queue: 1,
+            multiprocess: false,
+        };
+        let host = Host::start(settings, runtime.handle().clone()).unwrap();
+        let app = host.app(sleepy(0.3));
+        runtime.block_on(async {
+            let call = |app: App| {
+                tokio::spawn(async move {
+                    let req = http::Request::get("/").body(Body::empty()).unwrap();
+                    worker::app::call(&app, req).await.status()
+                })
+            };
+            // The first runs, the second fills the queue, the third waits to be queued.
+            let first = call(app.clone());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let second = call(app.clone());
+            let third = call(app.clone());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            // Its client goes away: the future is dropped before it was queued.
+            third.abort();
+            assert_eq!(first.await.unwrap(), StatusCode::OK);
+            assert_eq!(second.await.unwrap(), StatusCode::OK);
+            assert!(
+                !host.busy(),
+                "a dropped request is still counted as waiting"
+            );
         });
     }
 }

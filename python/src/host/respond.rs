@@ -44,6 +44,8 @@ pub(crate) struct StartResponse {
     reply: Option<oneshot::Sender<Response<Body>>>,
     /// Once the head went out with a streamed body.
     body: Option<Sender>,
+    /// Stops the request body's pump once the response is complete.
+    input_stop: Option<oneshot::Sender<()>>,
     runtime: tokio::runtime::Handle,
 }
 
@@ -51,13 +53,23 @@ pub(crate) struct StartResponse {
 struct Gone;
 
 impl StartResponse {
-    fn new(reply: oneshot::Sender<Response<Body>>, runtime: tokio::runtime::Handle) -> Self {
+    fn new(
+        reply: oneshot::Sender<Response<Body>>,
+        input_stop: Option<oneshot::Sender<()>>,
+        runtime: tokio::runtime::Handle,
+    ) -> Self {
         StartResponse {
             head: None,
             reply: Some(reply),
             body: None,
+            input_stop,
             runtime,
         }
+    }
+
+    /// The response is complete (or failed): a request body nobody read is let go of.
+    fn complete(&mut self) {
+        self.input_stop = None;
     }
 
     fn sent(&self) -> bool {
@@ -106,6 +118,7 @@ impl StartResponse {
     /// Ends the response after an exception: a `500` when nothing was sent yet, else a broken
     /// body.
     fn fail(&mut self) {
+        self.complete();
         if let Some(reply) = self.reply.take() {
             let _ = reply.send(text(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -138,7 +151,7 @@ impl StartResponse {
                 // PEP 3333: re-raise the app's exception once the headers are out.
                 return Err(PyErr::from_value(exc_info.get_item(1)?));
             }
-        } else if this.head.is_some() {
+        } else if this.head.is_some() || this.sent() {
             return Err(PyAssertionError::new_err(
                 "start_response was already called; call it again only with exc_info",
             ));
@@ -267,10 +280,14 @@ pub(super) fn call<'py>(
     let Call {
         app,
         head,
-        input,
+        mut input,
         reply,
     } = call;
-    let start = match Py::new(py, StartResponse::new(reply, shared.runtime.clone())) {
+    let input_stop = input.stop.take();
+    let start = match Py::new(
+        py,
+        StartResponse::new(reply, input_stop, shared.runtime.clone()),
+    ) {
         Ok(start) => start,
         Err(e) => return log_exception(py, &e, "cannot call the app"),
     };
@@ -298,7 +315,8 @@ pub(super) fn call<'py>(
             return start.bind(py).borrow_mut().fail();
         }
     };
-    if let Ok(list) = iterable.cast::<PyList>() {
+    // Exactly a list: a subclass may have a close() that must be called.
+    if let Ok(list) = iterable.cast_exact::<PyList>() {
         if start.bind(py).borrow().body.is_none() {
             return send_list(py, &start, list);
         }
@@ -343,6 +361,7 @@ fn send_file(
     }
     // The file task holds the only sender: the body ends when the file does.
     start.body = None;
+    start.complete();
     true
 }
 
@@ -367,6 +386,7 @@ fn send_list(py: Python<'_>, start: &Py<StartResponse>, list: &Bound<'_, PyList>
         log_exception(py, &e, "the app answered wrongly");
         start.fail();
     }
+    start.complete();
 }
 
 fn type_name(object: &Bound<'_, PyAny>) -> String {
@@ -504,7 +524,11 @@ impl Streaming {
     }
 
     fn finish(self, py: Python<'_>) {
-        self.start.bind(py).borrow_mut().body = None;
+        {
+            let mut start = self.start.bind(py).borrow_mut();
+            start.body = None;
+            start.complete();
+        }
         close(py, self.iterable.bind(py));
     }
 }
