@@ -239,6 +239,30 @@ fn an_exception_after_the_head_cuts_the_body_off() {
 }
 
 #[test]
+fn a_list_subclass_is_closed_and_a_late_second_start_response_raises() {
+    let serve = conform(&[]);
+    assert_eq!(
+        body(&request(&serve.addr, "/list-close")),
+        "a list that closes\n"
+    );
+    let closed = json(&body(&request(&serve.addr, "/closed")));
+    assert!(
+        closed.as_array().unwrap().contains(&"list".into()),
+        "{closed}"
+    );
+    // Calling start_response again once the head is out, without exc_info, is an error:
+    // the body is cut off and the error logged.
+    let response = raw(
+        &serve.addr,
+        "GET /twice-late HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
+    );
+    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+    assert!(response.contains("head sent\n") && !response.contains("not reached"));
+    assert!(!response.ends_with("0\r\n\r\n"), "{response:?}");
+    serve.wait_for("AssertionError: start_response was already called");
+}
+
+#[test]
 fn exc_info_replaces_the_head_before_it_is_sent() {
     let serve = conform(&[]);
     let response = request(&serve.addr, "/exc-info");

@@ -61,6 +61,14 @@ def composite_factory(loader, global_conf, **local_conf):
     return route
 
 
+class ClosingList(list):
+    """A list result with close(): servers must call it too."""
+
+    def close(self):
+        with _lock:
+            CLOSED.append("list")
+
+
 class Closing:
     """An iterable with close(), as PEP 3333 asks servers to call."""
 
@@ -191,6 +199,19 @@ class ConformApp:
         start_response("200 OK", [])
         start_response("200 OK", [])
         return [b"not reached\n"]
+
+    def do_list_close(self, environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return ClosingList([b"a list ", b"that closes\n"])
+
+    def do_twice_late(self, environ, start_response):
+        def body():
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            yield b"head sent\n"
+            start_response("500 Too Late", [])
+            yield b"not reached\n"
+
+        return body()
 
     def do_not_bytes(self, environ, start_response):
         start_response("200 OK", [("Content-Type", "text/plain")])
