@@ -29,7 +29,8 @@ pub struct Overrides {
     /// *:PORT or unix:PATH. Repeat for several addresses. Port 0 picks a free port.
     #[arg(short = 'b', long = "bind", value_name = "ADDR")]
     pub bind: Vec<String>,
-    /// Runtime threads per worker (the server section's `threads`, default 1).
+    /// Threads per worker (the server section's `threads`, default 1): the tokio runtime's, or,
+    /// for a Python app, the Python threads that run it (the runtime then has one).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// Seconds in-flight requests get to finish on SIGTERM (`graceful_timeout`, default 30).
