@@ -473,75 +473,24 @@ fn an_app_that_takes_sigterm_at_import_is_warned_and_the_worker_still_drains() {
 }
 
 /// A virtualenv with Pyramid, waitress, PasteDeploy and the test project `pyramid_hello`
-/// (editable), made from PyPI once and kept under `target/`.
+/// (editable), as `tests/python/pyramid-venv.sh` makes it (`.ci/run` does, before the tests).
 fn pyramid_venv() -> std::path::PathBuf {
     // Made once per test process, whichever test asks first; the others wait for it.
     static VENV: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    VENV.get_or_init(make_pyramid_venv).clone()
-}
-
-fn make_pyramid_venv() -> std::path::PathBuf {
-    let venv = root().join("target/python-tests/pyramid-venv");
-    let python = venv.join("bin/python");
-    let ready = || {
-        std::process::Command::new(&python)
-            .args([
-                "-c",
-                "import pyramid, waitress, paste.deploy, pyramid_hello",
-            ])
-            .output()
-            .is_ok_and(|out| out.status.success())
-    };
-    if ready() {
-        return venv;
-    }
-    let run = |program: &Path, args: &[&str]| {
-        let out = std::process::Command::new(program)
-            .args(args)
-            .current_dir(root())
+    VENV.get_or_init(|| {
+        let venv = root().join("target/python-tests/pyramid-venv");
+        let out = std::process::Command::new(root().join("tests/python/pyramid-venv.sh"))
+            .arg(&venv)
             .output()
             .unwrap();
         assert!(
             out.status.success(),
-            "{program:?} {args:?}: {}",
+            "tests/python/pyramid-venv.sh: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-    };
-    let _ = std::fs::remove_dir_all(&venv);
-    run(
-        Path::new("python3"),
-        &["-m", "venv", venv.to_str().unwrap()],
-    );
-    run(
-        &python,
-        &[
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "pyramid==2.1",
-            "waitress==3.0.2",
-            "PasteDeploy==3.1.0",
-        ],
-    );
-    run(
-        &python,
-        &[
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--editable",
-            "tests/python/pyramid_hello",
-        ],
-    );
-    assert!(
-        ready(),
-        "the virtualenv at {venv:?} cannot import its packages"
-    );
-    venv
+        venv
+    })
+    .clone()
 }
 
 #[test]
