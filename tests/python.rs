@@ -602,16 +602,7 @@ fn file_wrapper_sends_a_regular_file_from_where_the_app_left_it() {
 
 #[test]
 fn another_python_version_or_a_missing_egg_is_a_clear_error_in_check_and_at_start() {
-    // A stand-in interpreter that says it is Python 2.7.
-    let dir = tempfile::tempdir().unwrap();
-    let fake = dir.path().join("python");
-    std::fs::write(
-        &fake,
-        "#!/bin/sh\necho '{\"executable\": \"/opt/py27/bin/python\", \"prefix\": \"/opt/py27\", \"version\": \"2.7\"}'\n",
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let fake = root().join("tests/python/fake-python27");
     let fake = fake.to_str().unwrap();
     for args in [
         vec!["check", "--python", fake, "tests/python/conform.ini"],
@@ -632,6 +623,7 @@ fn another_python_version_or_a_missing_egg_is_a_clear_error_in_check_and_at_star
         );
     }
     // PasteDeploy's texts for a missing distribution and a missing entry point.
+    let dir = tempfile::tempdir().unwrap();
     let ini = dir.path().join("missing.ini");
     std::fs::write(&ini, "[app:main]\nuse = egg:NoSuchProject\n").unwrap();
     let out = serve_output(&["check", ini.to_str().unwrap()]);

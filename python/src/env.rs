@@ -138,16 +138,7 @@ mod tests {
 
     #[test]
     fn another_python_version_is_a_clear_error() {
-        // A stand-in interpreter that says it is Python 2.7.
-        let dir = tempfile::tempdir().unwrap();
-        let fake = dir.path().join("python");
-        std::fs::write(
-            &fake,
-            "#!/bin/sh\necho '{\"executable\": \"/opt/py27/bin/python\", \"prefix\": \"/opt/py27\", \"version\": \"2.7\"}'\n",
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let fake = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/python/fake-python27");
         let error = find(Some(&fake)).unwrap_err().to_string();
         assert!(
             error.contains("is Python 2.7, but this serve embeds Python"),
