@@ -138,11 +138,6 @@ impl Node {
         }
     }
 
-    /// Whether this node and everything under it is Python code.
-    pub fn is_all_python(&self) -> bool {
-        self.first_rust().is_none()
-    }
-
     /// Whether any factory in this subtree is Python code.
     pub fn has_python(&self) -> bool {
         self.factory().runtime == Runtime::Python

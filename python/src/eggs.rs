@@ -23,11 +23,6 @@ impl Listed {
         Listed { listing }
     }
 
-    /// What the environment offered.
-    pub fn listing(&self) -> &Listing {
-        &self.listing
-    }
-
     fn entry(&self, dist: &str, protocol: Protocol, name: &str) -> Option<EntryPoint> {
         self.listing
             .entry_points

@@ -110,11 +110,6 @@ impl Host {
         self.shared.waiting.load(Ordering::Relaxed) >= self.shared.settings.queue
     }
 
-    /// The settings the host runs with.
-    pub fn settings(&self) -> HostSettings {
-        self.shared.settings
-    }
-
     /// A Rust app that calls the WSGI app `wsgi`.
     pub fn app(&self, wsgi: Py<PyAny>) -> App {
         let shared = Arc::clone(&self.shared);
@@ -290,8 +285,9 @@ mod tests {
         })
     }
 
-    #[test]
-    fn the_host_is_busy_while_more_requests_wait_than_its_queue_holds() {
+    /// A host of one Python thread and a queue of `queue`, on its own runtime, serving an app
+    /// that sleeps `seconds`.
+    fn sleepy_host(queue: usize, seconds: f64) -> (tokio::runtime::Runtime, Host, App) {
         python();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -299,28 +295,40 @@ mod tests {
             .unwrap();
         let settings = HostSettings {
             threads: 1,
-            queue: 2,
+            queue,
             multiprocess: false,
         };
         let host = Host::start(settings, runtime.handle().clone()).unwrap();
-        let app = host.app(sleepy(0.2));
+        let app = host.app(sleepy(seconds));
+        (runtime, host, app)
+    }
+
+    /// One GET through `app`, on the current runtime; its status.
+    fn spawn_get(app: &App) -> tokio::task::JoinHandle<StatusCode> {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let req = http::Request::get("/").body(Body::empty()).unwrap();
+            worker::app::call(&app, req).await.status()
+        })
+    }
+
+    /// Waits (with a deadline) until `condition` holds.
+    async fn until(what: &str, condition: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !condition() {
+            assert!(Instant::now() < deadline, "never {what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[test]
+    fn the_host_is_busy_while_more_requests_wait_than_its_queue_holds() {
+        let (runtime, host, app) = sleepy_host(2, 0.2);
         runtime.block_on(async {
             assert!(!host.busy());
             // One runs, two wait: the queue is full.
-            let calls: Vec<_> = (0..3)
-                .map(|_| {
-                    let app = app.clone();
-                    tokio::spawn(async move {
-                        let req = http::Request::get("/").body(Body::empty()).unwrap();
-                        worker::app::call(&app, req).await.status()
-                    })
-                })
-                .collect();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while !host.busy() {
-                assert!(Instant::now() < deadline, "never busy");
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+            let calls: Vec<_> = (0..3).map(|_| spawn_get(&app)).collect();
+            until("busy", || host.busy()).await;
             for call in calls {
                 assert_eq!(call.await.unwrap(), StatusCode::OK);
             }
@@ -330,31 +338,14 @@ mod tests {
 
     #[test]
     fn a_request_dropped_while_it_waits_for_the_queue_is_counted_off() {
-        python();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let settings = HostSettings {
-            threads: 1,
-            queue: 1,
-            multiprocess: false,
-        };
-        let host = Host::start(settings, runtime.handle().clone()).unwrap();
-        let app = host.app(sleepy(0.3));
+        let (runtime, host, app) = sleepy_host(1, 0.3);
+        let waiting = || host.shared.waiting.load(Ordering::Relaxed);
         runtime.block_on(async {
-            let call = |app: App| {
-                tokio::spawn(async move {
-                    let req = http::Request::get("/").body(Body::empty()).unwrap();
-                    worker::app::call(&app, req).await.status()
-                })
-            };
             // The first runs, the second fills the queue, the third waits to be queued.
-            let first = call(app.clone());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            let second = call(app.clone());
-            let third = call(app.clone());
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            let first = spawn_get(&app);
+            let second = spawn_get(&app);
+            let third = spawn_get(&app);
+            until("two waiting beside the running one", || waiting() == 2).await;
             // Its client goes away: the future is dropped before it was queued.
             third.abort();
             assert_eq!(first.await.unwrap(), StatusCode::OK);
