@@ -110,53 +110,54 @@ starttime() {
     echo "${20}"
 }
 
+# Whether process $1 still runs with start time $2 (not a later process with its PID).
+still_runs() {
+    [ -n "$2" ] && [ "$(starttime "$1")" = "$2" ]
+}
+
+# The PIDs recorded in $BENCH_TMP/pids/ whose processes still run, one a line.
+recorded_running() {
+    local f pid start
+    for f in "$BENCH_TMP"/pids/*; do
+        [ -e "$f" ] || continue
+        read -r pid start <"$f" || continue
+        if still_runs "$pid" "$start"; then echo "$pid"; fi
+    done
+}
+
 # Stops every process bench.py recorded and has not stopped itself (it writes `PID STARTTIME`
 # to $BENCH_TMP/pids/PID while the process runs): TERM to it, then KILL to it and its children.
 cleanup() {
-    local status=$? f pid start k kids=() left
+    local status=$? pid start k kids=()
     trap - EXIT INT TERM
     # The driver first: on TERM it stops its own servers the normal way (up to a minute).
     if [ -e "$BENCH_TMP/pids/driver" ]; then
         read -r pid start <"$BENCH_TMP/pids/driver" || true
-        if [ -n "${start:-}" ] && [ "$(starttime "$pid")" = "$start" ]; then
+        if still_runs "$pid" "${start:-}"; then
             log "stopping bench/bench.py (pid $pid)"
             kill -TERM "$pid" 2>/dev/null || true
             for _ in $(seq 600); do
-                [ "$(starttime "$pid")" = "$start" ] || break
+                still_runs "$pid" "$start" || break
                 sleep 0.1
             done
         fi
     fi
-    for f in "$BENCH_TMP"/pids/*; do
-        [ -e "$f" ] || continue
-        read -r pid start <"$f" || continue
-        if [ -n "$start" ] && [ "$(starttime "$pid")" = "$start" ]; then
-            log "stopping leftover process $pid"
-            for k in $(pgrep -P "$pid" || true); do kids+=("$k:$(starttime "$k")"); done
-            kill -TERM "$pid" 2>/dev/null || true
-        fi
+    for pid in $(recorded_running); do
+        log "stopping leftover process $pid"
+        for k in $(pgrep -P "$pid" || true); do kids+=("$k:$(starttime "$k")"); done
+        kill -TERM "$pid" 2>/dev/null || true
     done
     for _ in $(seq 50); do
-        left=0
-        for f in "$BENCH_TMP"/pids/*; do
-            [ -e "$f" ] || continue
-            read -r pid start <"$f" || continue
-            if [ -n "$start" ] && [ "$(starttime "$pid")" = "$start" ]; then left=1; fi
-        done
-        [ "$left" = 0 ] && break
+        [ -z "$(recorded_running)" ] && break
         sleep 0.1
     done
-    for f in "$BENCH_TMP"/pids/*; do
-        [ -e "$f" ] || continue
-        read -r pid start <"$f" || continue
-        if [ -n "$start" ] && [ "$(starttime "$pid")" = "$start" ]; then
-            log "killing $pid"
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
+    for pid in $(recorded_running); do
+        log "killing $pid"
+        kill -KILL "$pid" 2>/dev/null || true
     done
     for k in "${kids[@]}"; do
         pid=${k%%:*} start=${k#*:}
-        if [ -n "$start" ] && [ "$(starttime "$pid")" = "$start" ]; then
+        if still_runs "$pid" "$start"; then
             log "killing leftover child $pid"
             kill -KILL "$pid" 2>/dev/null || true
         fi
